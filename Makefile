@@ -1,0 +1,50 @@
+# genmodels: `make demo` and `make test` do all the set-up themselves (see README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# the course notebooks, in order; `make demo` runs each that exists
+COURSE_NBS := 01_fom 02_gan 03_pix2pix 04_mri 05_stylegan3d
+
+.PHONY: setup demo test bench export clean-runs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python setup.py settings.ini
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+export: setup
+	$(BIN)/nbdev_export
+
+test: setup
+	@echo "== nbdev_export leaves no diff"
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- genmodels)" ]; then \
+	  git status --porcelain -- genmodels; git diff --stat -- genmodels; \
+	  echo "genmodels/ does not match nbs/: run nbdev_export and commit"; exit 1; fi
+	@echo "== nbdev_test"
+	MPLBACKEND=Agg timeout 900 $(BIN)/nbdev_test --n_workers 2
+	@echo "== pytest"
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
+
+demo: setup
+	@run=runs/$$(date +%Y%m%d-%H%M%S)-demo; mkdir -p $$run; \
+	for nb in $(COURSE_NBS); do \
+	  [ -f nbs/$$nb.ipynb ] || continue; \
+	  echo "== $$nb (quick preset) -> $$run/$$nb.ipynb"; \
+	  $(BIN)/papermill -k python3 --cwd nbs nbs/$$nb.ipynb $$run/$$nb.ipynb -p preset quick --no-progress-bar || exit 1; \
+	  $(BIN)/jupyter nbconvert --to html --log-level WARN $$run/$$nb.ipynb || exit 1; \
+	done; \
+	echo "== reports in $$run:"; ls $$run
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-runs:
+	rm -rf runs
