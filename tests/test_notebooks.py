@@ -22,9 +22,10 @@ def test_cell_tags_survive_cleaning(nb):
         assert "preset = \"quick\"" in tagged[0].source
 
 
-def test_papermill_run_and_html_report(tmp_path):
+def test_papermill_run_and_html_report(tmp_path, monkeypatch):
     "01_fom through papermill in a real kernel, then an HTML report whose figures are embedded PNGs."
     import papermill as pm
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel draws inline, as in JupyterLab
     out = tmp_path / "01_fom.ipynb"
     pm.execute_notebook(str(NBS / "01_fom.ipynb"), str(out), parameters={"preset": "quick", "seed": 1},
                         kernel_name="python3", cwd=str(NBS), progress_bar=False)
