@@ -78,25 +78,27 @@ def write_big(folder: Path, size: int = 16384):
     t_tif.flush(); f_tif.flush(); del t_tif, f_tif
 
 
-CHILD = r"""
-import json, resource, sys, time
+# Peak resident memory from /proc/self/status (VmHWM): unlike getrusage's ru_maxrss, it is not inherited
+# from the parent through fork and exec, so it is the child's own.
+HWM = "def hwm_kb():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
+
+CHILD = HWM + r"""
+import json, sys, time
 from genmodels.fom import read_section, FOMTiler, LazyMap
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_kb()
 t0 = time.perf_counter()
 s = read_section(transmittance=sys.argv[1], fom=sys.argv[2])
 assert isinstance(s.transmittance, LazyMap) and isinstance(s.fom, LazyMap)
 tiler = FOMTiler(s, tile_size=64)
 batch = tiler.sample(int(sys.argv[3]))
-print(json.dumps(dict(base_kb=base, peak_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      seconds=time.perf_counter() - t0, n=len(batch))))
+print(json.dumps(dict(base_kb=base, peak_kb=hwm_kb(), seconds=time.perf_counter() - t0, n=len(batch))))
 """
 
 
-TORCH = r"""
-import json, resource
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+TORCH = HWM + r"""
+import json
 import torch
-print(json.dumps(dict(base_kb=base, peak_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+print(json.dumps(dict(peak_kb=hwm_kb())))
 """
 
 
