@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the course notebooks, in order; `make demo` runs each that exists
-COURSE_NBS := 01_fom 02_gan 03_pix2pix 04_mri 05_stylegan3d
+COURSE_NBS := 00_core 01_fom 02_gan 03_pix2pix 04_mri 05_stylegan3d
 
 .PHONY: setup demo test bench export clean-runs
 

@@ -17,9 +17,8 @@ def test_cell_tags_survive_cleaning(nb):
     "nbdev_clean keeps cell tags, so papermill finds the parameters cell of every notebook that has one."
     cells = nbformat.read(nb, as_version=4).cells
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if nb.stem != "00_core":
-        assert len(tagged) == 1, f"{nb.name}: expected one cell tagged 'parameters', found {len(tagged)}"
-        assert "preset = \"quick\"" in tagged[0].source
+    assert len(tagged) == 1, f"{nb.name}: expected one cell tagged 'parameters', found {len(tagged)}"
+    assert "preset = \"quick\"" in tagged[0].source
 
 
 def test_papermill_run_and_html_report(tmp_path, monkeypatch):
