@@ -4,8 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# the course notebooks, in order; `make demo` runs each that exists
-COURSE_NBS := 00_core 01_fom 02_gan 03_pix2pix 04_mri 05_stylegan3d
+# the course notebooks, in order: every nbs/NN*.ipynb
+COURSE_NBS := $(sort $(notdir $(basename $(wildcard nbs/[0-9][0-9]*.ipynb))))
 
 .PHONY: setup demo test bench export clean-runs
 
@@ -29,14 +29,13 @@ test: setup
 	  git status --porcelain -- genmodels; git diff --stat -- genmodels; \
 	  echo "genmodels/ does not match nbs/: run nbdev_export and commit"; exit 1; fi
 	@echo "== nbdev_test"
-	MPLBACKEND=Agg timeout 900 $(BIN)/nbdev_test --n_workers 2
+	MPLBACKEND=Agg timeout 900 $(BIN)/nbdev_test --n_workers 1
 	@echo "== pytest"
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
 
 demo: setup
 	@run=runs/$$(date +%Y%m%d-%H%M%S)-demo; mkdir -p $$run; \
 	for nb in $(COURSE_NBS); do \
-	  [ -f nbs/$$nb.ipynb ] || continue; \
 	  echo "== $$nb (quick preset) -> $$run/$$nb.ipynb"; \
 	  $(BIN)/papermill -k python3 --cwd nbs nbs/$$nb.ipynb $$run/$$nb.ipynb -p preset quick --no-progress-bar || exit 1; \
 	  $(BIN)/jupyter nbconvert --to html --log-level WARN $$run/$$nb.ipynb || exit 1; \
