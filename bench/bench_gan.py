@@ -44,22 +44,27 @@ def main():
     torch.manual_seed(0)
     peak = matmul_peak()
     real = {"fom": torch.rand(BATCH, 3, TILE, TILE) * 2 - 1}
-    results = {}
+    steps, flops = {}, {}
     for label, channels_last in (("kit step, channels-last", True), ("kit step, contiguous", False)):
         cfg = GANConfig.preset("full", batch_size=BATCH, tile_size=TILE, mixed_precision=False, channels_last=channels_last)
         state = make_gan_state(cfg, "cpu")
         gan_step(state, real)  # warm-up
         with FlopCounterMode(display=False) as counter:
             gan_step(state, real)
-        flops = counter.get_total_flops()
-        seconds = min(_time(lambda: gan_step(state, real)) for _ in range(REPEAT))
-        results[label] = (seconds, flops)
+        flops[label] = counter.get_total_flops()
+        steps[label] = lambda state=state: gan_step(state, real)
     cfg = GANConfig.preset("full", batch_size=BATCH, tile_size=TILE, mixed_precision=False, channels_last=False)
     ref = make_gan_state(cfg, "cpu")
     args = (ref["G"], ref["D"], torch.optim.Adam(ref["G"].parameters(), 2e-4, betas=(0.5, 0.999)),
             torch.optim.Adam(ref["D"].parameters(), 2e-4, betas=(0.5, 0.999)), real["fom"], cfg.z_dim)
     plain_reference_step(*args)
-    ref_seconds = min(_time(lambda: plain_reference_step(*args)) for _ in range(REPEAT))
+    steps["reference"] = lambda: plain_reference_step(*args)
+    times = {label: [] for label in steps}
+    for _ in range(REPEAT):  # interleaved, so that a slow spell of a shared machine hits all three alike
+        for label, fn in steps.items():
+            times[label].append(_time(fn))
+    ref_seconds = min(times.pop("reference"))
+    results = {label: (min(t), flops[label]) for label, t in times.items()}
     print(f"# float32 matrix-product peak (2048^3, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
     for label, (seconds, flops) in results.items():
         print(f"# {label}: {seconds:.2f} s/step, {flops / 1e9:.1f} GFLOP per step (torch FlopCounterMode)")

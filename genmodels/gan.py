@@ -54,12 +54,12 @@ class GANConfig(Config):
     checkpoint_every: int = 2000  # steps between checkpoints
     seed: int = 0  # seeds data, initialisation and training
     mixed_precision: bool = False  # bfloat16 autocast (on CUDA in the full preset)
-    channels_last: bool = False  # channels-last memory format for the convolutions
+    channels_last: bool = True  # channels-last memory format for the convolutions (faster on CPU and GPU, see bench/)
 
     presets = {
         "quick": dict(tile_size=32, z_dim=64, g_width=16, d_width=16, batch_size=32, n_steps=500, ema_decay=0.99,
                       section_size=256, n_sections=2, n_tiles=2048, sample_every=100, checkpoint_every=250),
-        "full": dict(mixed_precision=True, channels_last=True),
+        "full": dict(mixed_precision=True),
     }
 
     def validate(self):
