@@ -40,7 +40,8 @@ demo: setup
 	  $(BIN)/papermill -k python3 --cwd nbs nbs/$$nb.ipynb $$run/$$nb.ipynb -p preset quick --no-progress-bar || exit 1; \
 	  $(BIN)/jupyter nbconvert --to html --log-level WARN $$run/$$nb.ipynb || exit 1; \
 	done; \
-	echo "== reports in $$run:"; ls $$run
+	echo "== reports in $$run:"; ls $$run; \
+	[ -f $$run/03_pix2pix.html ] && echo "== headline: $$run/03_pix2pix.html (Pix2Pix: metrics table and the predicted section)"; true
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -37,7 +37,8 @@ class Pix2PixConfig(Config):
     d_width: int = 64  # channels of D's first layer
     adversarial: bool = True  # False: an L1-only U-Net, the baseline without a discriminator
     lambda_l1: float = 100.0  # weight of the L1 term against the adversarial one
-    lr: float = 2e-4  # Adam learning rate of G and D
+    lr: float = 2e-4  # Adam learning rate of G
+    lr_D_factor: float = 1.0  # D's learning rate is lr · lr_D_factor (below 1 keeps a winning D in check)
     betas: tuple = (0.5, 0.999)  # Adam betas
     decay_from: float = 0.5  # constant learning rate, then linear decay to 0 from this fraction of the steps
     batch_size: int = 16  # tiles per step
@@ -83,15 +84,17 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-    "Decoder level: 4×4 transposed convolution with stride 2, batch norm, dropout (optional), ReLU."
+    "Decoder level: nearest upsampling and a 3×3 convolution, batch norm, dropout (optional), ReLU."
+    # The reference uses 4×4 transposed convolutions with stride 2; their uneven overlap paints a
+    # checkerboard, which a FOM's hue shows at once (every other pixel a different direction).
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0):
         super().__init__()
-        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x):  # [N, C_in, h, w] -> [N, C_out, 2h, 2w]
-        return F.relu(self.drop(self.norm(self.conv(x))))
+        return F.relu(self.drop(self.norm(self.conv(F.interpolate(x, scale_factor=2, mode="nearest")))))
 
 
 class UNet(nn.Module):
@@ -107,7 +110,7 @@ class UNet(nn.Module):
         for k in range(depth - 1, 0, -1):  # from the bottleneck outwards; skips double the input width
             ups.append(Up(widths[k] * (1 if k == depth - 1 else 2), widths[k - 1], dropout if k >= depth - 3 else 0.0))
         self.up = nn.ModuleList(ups)
-        self.out = nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, stride=2, padding=1)
+        self.out = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(widths[0] * 2, out_channels, 3, padding=1))
 
     def forward(self, x):
         skips = []
@@ -188,7 +191,7 @@ def make_pix2pix_state(config: Pix2PixConfig, device=None, deterministic: bool =
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     fused = device.type == "cuda"
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=tuple(config.betas), fused=fused)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=tuple(config.betas), fused=fused)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr * config.lr_D_factor, betas=tuple(config.betas), fused=fused)
     start = int(config.decay_from * config.n_steps)
     rate = lambda step: 1.0 if step < start else max(0.0, 1 - (step - start) / max(1, config.n_steps - start))
     return {"config": config, "G": G, "D": D, "opt_G": opt_G, "opt_D": opt_D,
