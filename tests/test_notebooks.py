@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
-COURSE = [p for p in sorted(NBS.glob("[0-9][0-9]_*.ipynb"))]
+COURSE = sorted(NBS.glob("[0-9][0-9]*.ipynb"))
 
 
 @pytest.mark.parametrize("nb", COURSE, ids=lambda p: p.stem)
