@@ -18,8 +18,8 @@ from typing import ClassVar
 import numpy as np
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state', 'Config', 'Preset',
-           'check_output_path', 'new_run_dir', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
+__all__ = ['CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state', 'Config', 'require_field',
+           'Preset', 'check_output_path', 'new_run_dir', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
            'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state', 'fit', 'Checkpoint',
            'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
 
@@ -138,7 +138,8 @@ class Config:
         return {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
 
 
-def _require(condition: bool, config, field_name: str, expected: str):
+def require_field(condition: bool, config, field_name: str, expected: str):
+    "Raise ValueError naming the config's field, what was expected and what was found, unless `condition` holds."
     if not condition:
         raise ValueError(f"{type(config).__name__}.{field_name}: expected {expected}, found {getattr(config, field_name)!r}")
 
@@ -165,9 +166,9 @@ class Preset(Config):
 
     def validate(self):
         for f in ("section_size", "n_sections", "tile_size", "n_tiles", "batch_size", "n_steps"):
-            _require(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
-        _require(self.num_workers >= 0, self, "num_workers", "an integer ≥ 0")
-        _require(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
+            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
+        require_field(self.num_workers >= 0, self, "num_workers", "an integer ≥ 0")
+        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
 
 # %% ../nbs/00_core.ipynb #298a1332
 def check_output_path(

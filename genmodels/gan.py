@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Config, _require, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
+from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
 from .fom import FOMTiler, synthetic_section, colour_wheel
 
 # %% auto #0
@@ -63,16 +63,16 @@ class GANConfig(Config):
     }
 
     def validate(self):
-        _require(self.tile_size in (16, 32, 64, 128, 256), self, "tile_size", "a power of two from 16 to 256")
+        require_field(self.tile_size in (16, 32, 64, 128, 256), self, "tile_size", "a power of two from 16 to 256")
         for f in ("z_dim", "g_width", "d_width", "batch_size", "n_steps", "section_size", "n_sections", "n_tiles",
                   "sample_every", "checkpoint_every"):
-            _require(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
-        _require(self.loss in GAN_LOSSES, self, "loss", f"one of {GAN_LOSSES}")
-        _require(0 <= self.d_dropout < 1, self, "d_dropout", "a probability in [0, 1)")
-        _require(0 <= self.label_smoothing < 0.5, self, "label_smoothing", "a value in [0, 0.5)")
-        _require(self.instance_noise >= 0 and self.r1_gamma >= 0, self, "r1_gamma" if self.r1_gamma < 0 else "instance_noise", "≥ 0")
-        _require(0 <= self.ema_decay < 1, self, "ema_decay", "a value in [0, 1)")
-        _require(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
+            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
+        require_field(self.loss in GAN_LOSSES, self, "loss", f"one of {GAN_LOSSES}")
+        require_field(0 <= self.d_dropout < 1, self, "d_dropout", "a probability in [0, 1)")
+        require_field(0 <= self.label_smoothing < 0.5, self, "label_smoothing", "a value in [0, 0.5)")
+        require_field(self.instance_noise >= 0 and self.r1_gamma >= 0, self, "r1_gamma" if self.r1_gamma < 0 else "instance_noise", "≥ 0")
+        require_field(0 <= self.ema_decay < 1, self, "ema_decay", "a value in [0, 1)")
+        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
 
 # %% ../nbs/02_gan.ipynb #a6eca095
 def _channels(width: int, n_blocks: int, cap: int = 8) -> list[int]:

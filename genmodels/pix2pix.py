@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Config, _require, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
+from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
 from .fom import FOMTiler, synthetic_section, colour_wheel, LazyMap
 
 # %% auto #0
@@ -60,16 +60,16 @@ class Pix2PixConfig(Config):
     }
 
     def validate(self):
-        _require(self.tile_size in (16, 32, 64, 128, 256, 512), self, "tile_size", "a power of two from 16 to 512")
-        _require(self.head in HEADS, self, "head", f"one of {HEADS}")
+        require_field(self.tile_size in (16, 32, 64, 128, 256, 512), self, "tile_size", "a power of two from 16 to 512")
+        require_field(self.head in HEADS, self, "head", f"one of {HEADS}")
         for f in ("g_width", "g_max_width", "d_width", "d_layers", "batch_size", "n_steps", "section_size", "n_sections",
                   "n_tiles", "sample_every", "checkpoint_every"):
-            _require(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
-        _require(0 <= self.dropout < 1, self, "dropout", "a probability in [0, 1)")
-        _require(0 <= self.decay_from <= 1, self, "decay_from", "a fraction in [0, 1]")
-        _require(self.d_layers <= int(math.log2(self.tile_size)) - 1, self, "d_layers",
+            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
+        require_field(0 <= self.dropout < 1, self, "dropout", "a probability in [0, 1)")
+        require_field(0 <= self.decay_from <= 1, self, "decay_from", "a fraction in [0, 1]")
+        require_field(self.d_layers <= int(math.log2(self.tile_size)) - 1, self, "d_layers",
                  f"at most log2(tile_size) - 1 = {int(math.log2(self.tile_size)) - 1} for {self.tile_size} px tiles")
-        _require(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
+        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
 
 # %% ../nbs/03_pix2pix.ipynb #1f12b5a7
 class Down(nn.Module):
