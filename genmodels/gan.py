@@ -113,13 +113,14 @@ class MinibatchStd(nn.Module):
         super().__init__()
         self.group_size = group_size
 
-    def forward(self, x):  # [N, C, H, W] -> [N, C + 1, H, W]
-        n, c, h, w = x.shape
+    def forward(self, x):  # [N, C, (D,) H, W] -> [N, C + 1, (D,) H, W]: 2D tiles and 3D volumes alike
+        n, c, *spatial = x.shape
         g = math.gcd(min(self.group_size, n), n)
-        # [N/g, C, H, W] across each group; the epsilon keeps the gradient finite where the spread is 0
-        std = (x.float().view(g, n // g, c, h, w).var(0, unbiased=False) + 1e-8).sqrt()
-        feature = std.mean((1, 2, 3)).to(x.dtype).view(1, n // g, 1, 1, 1).expand(g, n // g, 1, h, w).reshape(n, 1, h, w)
-        return torch.cat([x, feature], 1)
+        # [N/g, C, (D,) H, W] across each group; the epsilon keeps the gradient finite where the spread is 0
+        std = (x.float().reshape(g, n // g, c, *spatial).var(0, unbiased=False) + 1e-8).sqrt()
+        ones = [1] * len(spatial)
+        feature = std.flatten(1).mean(1).to(x.dtype).view(1, n // g, 1, *ones).expand(g, n // g, 1, *spatial)
+        return torch.cat([x, feature.reshape(n, 1, *spatial)], 1)
 
 
 class DownBlock(nn.Module):
