@@ -34,14 +34,10 @@ test: setup
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
 
 demo: setup
-	@run=runs/$$(date +%Y%m%d-%H%M%S)-demo; mkdir -p $$run; \
-	for nb in $(COURSE_NBS); do \
-	  echo "== $$nb (quick preset) -> $$run/$$nb.ipynb"; \
-	  $(BIN)/papermill -k python3 --cwd nbs nbs/$$nb.ipynb $$run/$$nb.ipynb -p preset quick --no-progress-bar || exit 1; \
-	  $(BIN)/jupyter nbconvert --to html --log-level WARN $$run/$$nb.ipynb || exit 1; \
-	done; \
-	echo "== reports in $$run:"; ls $$run; \
-	[ -f $$run/03_pix2pix.html ] && echo "== headline: $$run/03_pix2pix.html (Pix2Pix: metrics table and the predicted section)"; true
+	@run=runs/$$(date +%Y%m%d-%H%M%S)-demo; status=0; \
+	$(BIN)/genmodels run-all --preset quick --out $$run || status=$$?; \
+	[ -f $$run/03_pix2pix/03_pix2pix.html ] && echo "== headline: $$run/03_pix2pix/03_pix2pix.html (Pix2Pix: metrics table and the predicted section)"; \
+	exit $$status
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

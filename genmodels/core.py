@@ -18,10 +18,10 @@ from typing import ClassVar
 import numpy as np
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state', 'Config', 'require_field',
-           'Preset', 'check_output_path', 'new_run_dir', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state', 'fit', 'Checkpoint',
-           'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
+__all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state', 'Config',
+           'require_field', 'Preset', 'check_output_path', 'new_run_dir', 'record_metrics', 'CheckpointError',
+           'save_checkpoint', 'load_checkpoint', 'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state',
+           'restore_state', 'fit', 'Checkpoint', 'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
 
 # %% ../nbs/00_core.ipynb #cc71ef80
 def get_device(
@@ -210,6 +210,55 @@ def new_run_dir(
     values = config.to_dict() if isinstance(config, Config) else (config or {})
     (run / "config.json").write_text(json.dumps(values, indent=2, default=str))
     return run
+
+# %% ../nbs/00_core.ipynb #cf1f1067
+METRICS_ENV = "GENMODELS_METRICS"  # names the metrics.json that record_metrics writes into
+
+
+def _plain_metric(
+    name: str,  # the metric's name, for the error message
+    value,  # a number, string, bool, None, or a 0-d numpy/torch value
+):  # a JSON-ready value
+    "A metric value as plain JSON: numbers, strings, bools or None; non-finite floats as strings."
+    import math
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy scalar, 0-d array or tensor
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    raise TypeError(f"record_metrics: {name!r}: expected a plain number or string, found {type(value).__name__}")
+
+
+def record_metrics(
+    values: dict | None = None,  # metric name -> value; names need not be Python identifiers
+    **more,  # more metrics, by keyword
+) -> dict:  # the metrics as recorded (plain JSON values)
+    "Merge headline metrics into the JSON file named by GENMODELS_METRICS (atomically); without it only return them."
+    metrics = {str(k): _plain_metric(k, v) for k, v in {**(values or {}), **more}.items()}
+    target = os.environ.get(METRICS_ENV)
+    if not target:
+        return metrics
+    path = Path(target)
+    recorded = {}
+    if path.exists() and path.stat().st_size:
+        try:
+            recorded = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, found unreadable JSON ({e})") from e
+        if not isinstance(recorded, dict):
+            raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, found a {type(recorded).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({**recorded, **metrics}, f, indent=2)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's files are private (0600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return metrics
 
 # %% ../nbs/00_core.ipynb #0ea42c90
 CHECKPOINT_FORMAT = "genmodels-checkpoint-v1"
