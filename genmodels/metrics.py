@@ -21,9 +21,9 @@ from .core import get_device
 # %% auto #0
 __all__ = ['DIRECTION_BINS', 'VALUE_CENTRES', 'COHERENCE_SCALES', 'COHERENCE_CENTRES', 'GRADIENT_CENTRES', 'SHARE_CENTRES',
            'LAGS', 'FEATURE_GROUPS', 'FOM_EXTRACTOR', 'EXTRACTORS', 'as_uint8_images', 'UInt8Images',
-           'fom_feature_groups', 'fom_features', 'FeatureExtractorFOM', 'register_fom_extractor',
-           'inception_weights_path', 'fid_kid', 'fid_report', 'background_share', 'nearest_distances',
-           'memorisation_check']
+           'fom_feature_groups', 'fom_features', 'FeatureExtractorFOM', 'register_extractor', 'register_fom_extractor',
+           'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report', 'background_share',
+           'nearest_distances', 'memorisation_check']
 
 # %% ../nbs/02a_metrics.ipynb #9644ee52
 def as_uint8_images(
@@ -266,20 +266,30 @@ class FeatureExtractorFOM(FeatureExtractorBase):
         return tuple(groups[k] for k in self.features_list)
 
 
+def register_extractor(
+    name: str,  # registry name, e.g. "fom-orientation"
+    cls: type,  # a FeatureExtractorBase subclass that needs no downloaded weights
+) -> str:  # the name, ready for fid_kid(extractor=...) and calculate_metrics(feature_extractor=...)
+    "Register a feature extractor class with torch-fidelity; safe to call again."
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+    if not (isinstance(cls, type) and issubclass(cls, FeatureExtractorBase)):
+        raise ValueError(f"cls: expected a subclass of torch_fidelity's FeatureExtractorBase, found {cls!r}")
+    old = FEATURE_EXTRACTORS_REGISTRY.get(name)
+    if old is None:
+        register_feature_extractor(name, cls)
+    elif old is not cls:
+        if old.__name__ != cls.__name__:
+            raise ValueError(f"name: torch-fidelity already has a different feature extractor called {name!r} "
+                             f"({old.__module__}.{old.__qualname__}); register under another name")
+        FEATURE_EXTRACTORS_REGISTRY[name] = cls  # a re-run cell or a reloaded module: newest wins
+    return name
+
+
 def register_fom_extractor(
     name: str = FOM_EXTRACTOR,  # registry name
 ) -> str:  # the name, ready for calculate_metrics(feature_extractor=...)
     "Register FeatureExtractorFOM with torch-fidelity; safe to call again."
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
-    old = FEATURE_EXTRACTORS_REGISTRY.get(name)
-    if old is None:
-        register_feature_extractor(name, FeatureExtractorFOM)
-    elif old is not FeatureExtractorFOM:
-        if old.__name__ != FeatureExtractorFOM.__name__:
-            raise ValueError(f"name: torch-fidelity already has a different feature extractor called {name!r} "
-                             f"({old.__module__}.{old.__qualname__}); register under another name")
-        FEATURE_EXTRACTORS_REGISTRY[name] = FeatureExtractorFOM  # a re-run cell or a reloaded module: newest wins
-    return name
+    return register_extractor(name, FeatureExtractorFOM)
 
 
 register_fom_extractor()
@@ -305,11 +315,18 @@ def inception_weights_path(
         f"or use extractor='fom-orientation', which needs no weights.")
 
 
+def extractor_names() -> list:  # sorted registry names of the weight-free extractors fid_kid accepts besides EXTRACTORS
+    "Names registered with torch-fidelity by register_extractor (not torch-fidelity's own, which download weights)."
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+    return sorted(n for n, c in FEATURE_EXTRACTORS_REGISTRY.items()
+                  if not c.__module__.startswith("torch_fidelity") and n not in EXTRACTORS.values())
+
+
 def fid_kid(
     real,  # real tiles: uint8 [N, H, W, 3] or uint8 torch [N, 3, H, W]
     fake,  # generated tiles, same layout and H, W as real
-    extractor: str = "fom-orientation",  # "fom-orientation" (fixed FOM features) or "inception" (local weights)
-    layer: str | None = None,  # feature layer: a FEATURE_GROUPS name or "all" (default) for fom-orientation; "2048" (default), "768", … for inception
+    extractor: str = "fom-orientation",  # "fom-orientation" (fixed FOM features), "inception" (local weights), or a name given to register_extractor
+    layer: str | None = None,  # feature layer (default: the extractor's): a FEATURE_GROUPS name or "all" for fom-orientation; "2048", "768", … for inception
     inception_weights: str | os.PathLike | None = None,  # Inception weights file (default: the torch hub cache)
     kid_subset_size: int | None = None,  # samples per KID subset (default: min(1000, n_real, n_fake))
     kid_subsets: int = 100,  # number of random KID subsets (1 when the subset is all of both sets)
@@ -320,12 +337,17 @@ def fid_kid(
     "FID and KID of generated against real tiles through torch-fidelity, in memory and offline."
     import torch_fidelity
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-    if extractor not in EXTRACTORS:
-        raise ValueError(f"extractor: expected one of {sorted(EXTRACTORS)}, found {extractor!r}")
     if extractor == "fom-orientation":
         register_fom_extractor()
-    layers = FEATURE_EXTRACTORS_REGISTRY[EXTRACTORS[extractor]].get_provided_features_list()
-    layer = FEATURE_EXTRACTORS_REGISTRY[EXTRACTORS[extractor]].get_default_feature_layer_for_metric("fid") if layer is None else layer
+    registered = extractor_names()
+    if extractor not in EXTRACTORS and extractor not in registered:
+        own = sorted(n for n, c in FEATURE_EXTRACTORS_REGISTRY.items() if c.__module__.startswith("torch_fidelity"))
+        raise ValueError(f"extractor: expected one of {sorted(EXTRACTORS)}, found {extractor!r}; also accepted: names "
+                         f"given to register_extractor ({', '.join(registered) or 'none so far'}). torch-fidelity's own "
+                         f"extractors ({', '.join(own)}) would download weights, which the kit never does")
+    cls = FEATURE_EXTRACTORS_REGISTRY[EXTRACTORS.get(extractor, extractor)]
+    layers = cls.get_provided_features_list()
+    layer = cls.get_default_feature_layer_for_metric("fid") if layer is None else layer
     if layer not in layers:
         raise ValueError(f"layer: expected one of {list(layers)} for extractor {extractor!r}, found {layer!r}")
     real_t, fake_t = as_uint8_images(real, "real", 2), as_uint8_images(fake, "fake", 2)
@@ -349,7 +371,7 @@ def fid_kid(
     with torch.cuda.device(dev) if cuda else contextlib.nullcontext():
         m = torch_fidelity.calculate_metrics(
             input1=UInt8Images(real_t), input2=UInt8Images(fake_t), fid=True, kid=True,
-            feature_extractor=EXTRACTORS[extractor], feature_layer_fid=layer, feature_layer_kid=layer, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
+            feature_extractor=EXTRACTORS.get(extractor, extractor), feature_layer_fid=layer, feature_layer_kid=layer, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
             rng_seed=seed, batch_size=batch_size, cuda=cuda, cache=False, verbose=False,
             save_cpu_ram=True,  # no DataLoader worker processes for tiles already in memory
             samples_shuffle=False, **options)
