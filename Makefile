@@ -29,7 +29,7 @@ test: setup
 	  git status --porcelain -- genmodels; git diff --stat -- genmodels; \
 	  echo "genmodels/ does not match nbs/: run nbdev_export and commit"; exit 1; fi
 	@echo "== nbdev_test"
-	MPLBACKEND=Agg timeout 900 $(BIN)/nbdev_test --n_workers 1
+	MPLBACKEND=Agg timeout 1500 $(BIN)/nbdev_test --n_workers 1
 	@echo "== pytest"
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
 

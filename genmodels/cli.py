@@ -66,9 +66,15 @@ def notebook_parameters(
     notebook: str | Path,  # a notebook with a cell tagged `parameters`
 ) -> dict:  # name -> {"default": value, "help": the line's comment}; {} without a parameters cell
     "The parameters a notebook declares in its parameters cell, with defaults and help."
-    import papermill as pm
+    import nbformat
+    from papermill.translators import PythonTranslator
+    nb = nbformat.read(check_notebook(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    # papermill.inspect_notebook needs a kernelspec in the notebook's metadata; the kit's notebooks are all
+    # Python, so the parameters cell is read with papermill's Python translator directly
+    parameters = {p.name: {"default": p.default, "help": p.help} for p in PythonTranslator.inspect(cells[0])} if cells else {}
     found = {}
-    for name, p in pm.inspect_notebook(str(check_notebook(notebook))).items():
+    for name, p in parameters.items():
         try:
             default = ast.literal_eval(p["default"])
         except (ValueError, SyntaxError):

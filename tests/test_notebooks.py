@@ -19,6 +19,8 @@ def test_cell_tags_survive_cleaning(nb):
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{nb.name}: expected one cell tagged 'parameters', found {len(tagged)}"
     assert "preset = \"quick\"" in tagged[0].source
+    kernel = nbformat.read(nb, as_version=4).metadata.get("kernelspec", {}).get("name")
+    assert kernel == "python3", f"{nb.name}: expected the python3 kernelspec (JupyterLab and papermill read it), found {kernel!r}"
 
 
 def test_papermill_run_and_html_report(tmp_path, monkeypatch):
