@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from .core import (Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid,
-                            new_run_dir, check_output_path, load_checkpoint, CheckpointError)
+                            new_run_dir, check_output_path, load_checkpoint, CheckpointError, world_size)
 from .gan import GAN_LOSSES, MinibatchStd, d_loss, g_loss, r1_penalty, d_accuracy, update_ema
 from .mri import MODALITIES, load_case_cached, read_label_table, case_labels
 
@@ -424,8 +424,8 @@ class StyleGAN3DConfig(Config):
     seed: int = 0  # seeds initialisation and training
 
     presets = {
-        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_channels=64, n_steps=300, ema_decay=0.98,
-                      mixing_prob=0.5, sample_every=100, checkpoint_every=200),
+        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_channels=64, n_steps=240, ema_decay=0.98,
+                      mixing_prob=0.5, sample_every=80, checkpoint_every=120),
         "full": dict(mixed_precision=True),
     }
 
@@ -680,6 +680,9 @@ def train_stylegan(
         raise ValueError(f"train_set: {len(train_set)} volumes, fewer than batch_size {config.batch_size}")
     size = train_set.cases[0]["images"].shape[-1]
     require_field(size == config.size, config, "size", f"the training volumes' size {size}")
+    per_process = config.batch_size // world_size()
+    require_field(per_process % config.accumulate == 0, config, "accumulate",
+                  f"a divisor of the {per_process} volumes each of the {world_size()} processes gets per step")
     if affine is None:
         affine = np.median(np.stack([c["affine"] for c in train_set.cases]), 0)
     state = make_stylegan_state(config, train_set.spec, affine, device, deterministic)
