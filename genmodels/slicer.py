@@ -134,13 +134,14 @@ def _overlay_rgba(
 def slicer_figure(
     volume: np.ndarray,  # real volume [X, Y, Z] (RAS voxel order)
     crosshair: tuple,  # (x, y, z) voxel indices of the crosshair
-    segmentation: np.ndarray | None = None,  # labels [X, Y, Z] 0..3, drawn over both rows
+    segmentation: np.ndarray | None = None,  # labels [X, Y, Z] 0..3, drawn over the real row (and the generated one, see segmentation_rows)
     generated: np.ndarray | None = None,  # generated volume [X, Y, Z], drawn in a second row
     overlay_alpha: float = 0.4,  # opacity of the segmentation overlay (0 hides it)
     title: str | None = None,  # figure title, e.g. the modality
     spacing: tuple = (1.0, 1.0, 1.0),  # voxel size (x, y, z) in mm, for the aspect ratio
     window: tuple | None = None,  # (vmin, vmax) grey-scale window; default the real volume's 1st–99th percentile
     size: float = 3.0,  # inches per panel
+    segmentation_rows: str = "both",  # "both": also over the generated row (made from this segmentation); "real": only the real row
 ) -> Figure:
     "Axial, coronal and sagittal planes through `crosshair`, with crosshair lines, overlay and a generated row."
     volume = np.asarray(volume)
@@ -152,6 +153,8 @@ def slicer_figure(
     crosshair = check_crosshair(crosshair, volume.shape)
     if not 0 <= overlay_alpha <= 1:
         raise ValueError(f"overlay_alpha: expected an opacity in [0, 1], found {overlay_alpha}")
+    if segmentation_rows not in ("both", "real"):
+        raise ValueError(f"segmentation_rows: expected 'both' or 'real', found {segmentation_rows!r}")
     vmin, vmax = window if window is not None else display_window(volume)
     rows = [("real", volume)] + ([("generated", np.asarray(generated))] if generated is not None else [])
     X, Y, Z = volume.shape
@@ -170,7 +173,7 @@ def slicer_figure(
             index = crosshair[axis]
             ax.imshow(plane(data, axis, index), cmap="gray", vmin=vmin, vmax=vmax, origin="upper",
                       aspect=aspect, interpolation="nearest")
-            if segmentation is not None and overlay_alpha > 0:
+            if segmentation is not None and overlay_alpha > 0 and (kind == "real" or segmentation_rows == "both"):
                 ax.imshow(_overlay_rgba(plane(segmentation, axis, index), overlay_alpha), origin="upper",
                           aspect=aspect, interpolation="nearest")
             ax.axvline(col, color="#00bfff", lw=0.8, alpha=0.8, gid="crosshair-vertical")
@@ -238,6 +241,7 @@ class VolumeSlicer:
         overlay_alpha: float = 0.4,  # initial segmentation opacity
         size: float = 3.0,  # inches per panel
         dpi: int = 80,  # resolution of the PNG
+        segmentation_rows: str = "both",  # "both", or "real": no overlay on generated volumes not made from it
     ):
         import ipywidgets as w
         self.volumes = as_volumes(volumes, names, "volumes")
@@ -255,6 +259,9 @@ class VolumeSlicer:
         if len(spacing) != 3 or min(spacing) <= 0:
             raise ValueError(f"spacing: expected three positive voxel sizes (x, y, z) in mm, found {spacing}")
         self.spacing, self.size, self.dpi = spacing, size, dpi
+        if segmentation_rows not in ("both", "real"):
+            raise ValueError(f"segmentation_rows: expected 'both' or 'real', found {segmentation_rows!r}")
+        self.segmentation_rows = segmentation_rows
         self._windows = {}  # modality -> (vmin, vmax), computed on first view
         crosshair = check_crosshair(crosshair if crosshair is not None else [s // 2 for s in self.shape], self.shape)
         modality = self._check_modality(modality if modality is not None else next(iter(self.volumes)))
@@ -318,7 +325,7 @@ class VolumeSlicer:
         return slicer_figure(self.volumes[name], self.crosshair, self.segmentation,
                              self.generated[name] if self.generated is not None else None,
                              overlay_alpha=alpha, title=name, spacing=self.spacing,
-                             window=self._windows[name], size=self.size)
+                             window=self._windows[name], size=self.size, segmentation_rows=self.segmentation_rows)
 
     def draw(self):
         "Render the current view into the widget's image."
