@@ -15,12 +15,11 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
-from .core import METRICS_ENV
+from .core import METRICS_ENV, atomic_write
 
 # %% auto #0
 __all__ = ['KEY_PACKAGES', 'UsageError', 'parse_value', 'check_notebook', 'notebook_parameters', 'resolve_parameters',
@@ -216,16 +215,9 @@ def _write_json(
     path: Path,  # destination
     values: dict,  # JSON-ready values
 ):
-    "Write JSON atomically: a temporary file in the same folder, then a rename."
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(values, f, indent=2, default=str)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's files are private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    "Write JSON atomically (core.atomic_write)."
+    with atomic_write(path, "w") as f:
+        json.dump(values, f, indent=2, default=str)
 
 
 def export_html(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -21,7 +22,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'init_distributed', 'world_size', 'process_rank', 'is_main_process',
            'seed_everything', 'get_rng_state', 'set_rng_state', 'Config', 'require_field', 'Preset',
-           'check_output_path', 'new_run_dir', 'record_metrics', 'CheckpointError', 'save_checkpoint',
+           'check_output_path', 'new_run_dir', 'atomic_write', 'record_metrics', 'CheckpointError', 'save_checkpoint',
            'load_checkpoint', 'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state',
            'fit', 'Checkpoint', 'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
 
@@ -292,6 +293,28 @@ def _make_run_dir(name, config, root, data_paths) -> Path:  # new_run_dir's argu
     (run / "config.json").write_text(json.dumps(values, indent=2, default=str))
     return run
 
+# %% ../nbs/00_core.ipynb #8822034a
+@contextlib.contextmanager
+def atomic_write(
+    path: str | Path,  # the file to write
+    mode: str = "wb",  # "wb" or "w"
+):  # yields the open temporary file
+    "Write a file atomically: a temporary file in the same folder, synced, then renamed over `path` (removed on error)."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's files are private (0600): give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
 # %% ../nbs/00_core.ipynb #cf1f1067
 METRICS_ENV = "GENMODELS_METRICS"  # names the metrics.json that record_metrics writes into
 
@@ -329,16 +352,8 @@ def record_metrics(
             raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, found unreadable JSON ({e})") from e
         if not isinstance(recorded, dict):
             raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, found a {type(recorded).__name__}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({**recorded, **metrics}, f, indent=2)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's files are private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump({**recorded, **metrics}, f, indent=2)
     return metrics
 
 # %% ../nbs/00_core.ipynb #0ea42c90
@@ -358,17 +373,8 @@ def save_checkpoint(
     path = Path(path)
     if not isinstance(state, dict):
         raise TypeError(f"state: expected a dict of plain values, found {type(state).__name__}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, **state}, f)
     return path
 
 

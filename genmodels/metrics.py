@@ -21,9 +21,9 @@ from .core import get_device
 # %% auto #0
 __all__ = ['DIRECTION_BINS', 'VALUE_CENTRES', 'COHERENCE_SCALES', 'COHERENCE_CENTRES', 'GRADIENT_CENTRES', 'SHARE_CENTRES',
            'LAGS', 'FEATURE_GROUPS', 'FOM_EXTRACTOR', 'EXTRACTORS', 'as_uint8_images', 'UInt8Images',
-           'fom_feature_groups', 'fom_features', 'FeatureExtractorFOM', 'register_extractor', 'register_fom_extractor',
-           'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report', 'background_share',
-           'nearest_distances', 'memorisation_check']
+           'fom_feature_groups', 'fom_features', 'FixedFeatureExtractor', 'FeatureExtractorFOM', 'register_extractor',
+           'register_fom_extractor', 'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report',
+           'background_share', 'nearest_distances', 'memorisation_check']
 
 # %% ../nbs/02a_metrics.ipynb #9644ee52
 def as_uint8_images(
@@ -231,8 +231,11 @@ def fom_features(
 FOM_EXTRACTOR = "fom-orientation"  # the name in torch-fidelity's registry
 
 
-class FeatureExtractorFOM(FeatureExtractorBase):
-    "torch-fidelity feature extractor for HSV-black FOM tiles: fixed, deterministic, no weights."
+class FixedFeatureExtractor(FeatureExtractorBase):
+    "Base of the kit's torch-fidelity extractors: fixed, deterministic feature groups of uint8 images, no weights."
+    groups: tuple = ()  # names of the feature groups, concatenated in this order as "all"
+    min_size: int = 1  # smallest image side the features accept
+
     def __init__(
         self,
         name: str,  # the registered name
@@ -241,9 +244,9 @@ class FeatureExtractorFOM(FeatureExtractorBase):
     ):
         super().__init__(name, features_list)
 
-    @staticmethod
-    def get_provided_features_list():
-        return FEATURE_GROUPS + ("all",)
+    @classmethod
+    def get_provided_features_list(cls):
+        return tuple(cls.groups) + ("all",)
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
@@ -257,13 +260,27 @@ class FeatureExtractorFOM(FeatureExtractorBase):
     def get_dummy_input_for_compile():
         return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
 
+    def feature_groups(self, x) -> dict:  # uint8 [N, 3, H, W] -> {group: float32 [N, k]}
+        raise NotImplementedError
+
     def forward(self, x):  # uint8 [N, 3, H, W] -> tuple of float32 [N, k], in the order of features_list
         if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
             raise ValueError(f"{self.name}: expected uint8 images [N, 3, H, W], found "
                              f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-        groups = fom_feature_groups(x)
-        groups["all"] = torch.cat([groups[k] for k in FEATURE_GROUPS], 1)
+        if min(x.shape[2:]) < self.min_size:
+            raise ValueError(f"{self.name}: expected images of at least {self.min_size}×{self.min_size} pixels, "
+                             f"found {x.shape[2]}×{x.shape[3]}")
+        groups = self.feature_groups(x)
+        groups["all"] = torch.cat([groups[k] for k in self.groups], 1)
         return tuple(groups[k] for k in self.features_list)
+
+
+class FeatureExtractorFOM(FixedFeatureExtractor):
+    "torch-fidelity feature extractor for HSV-black FOM tiles: fixed, deterministic, no weights."
+    groups = FEATURE_GROUPS
+
+    def feature_groups(self, x):
+        return fom_feature_groups(x)
 
 
 def register_extractor(

@@ -9,14 +9,13 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import check_output_path
+from .core import atomic_write, check_output_path
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SEG_LABELS', 'TISSUES', 'SEQUENCES', 'CACHE_VERSION', 'VolumeReadError', 'read_volume', 'read_case',
@@ -508,16 +507,9 @@ def load_case_cached(
                         images=z["images"], seg=seg_array, brain=z["brain"], affine=z["affine"],
                         voxel_size=tuple(z["voxel_size"].tolist()), from_cache=True, cache_file=path)
     out = preprocess(read_case(folder, modalities, seg), size, percentiles)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, case_id=out["case_id"], modalities=np.array(out["modalities"]), images=out["images"],
-                     seg=out["seg"] if out["seg"] is not None else np.zeros(0, np.uint8),
-                     has_seg=out["seg"] is not None, brain=out["brain"], affine=out["affine"],
-                     voxel_size=np.array(out["voxel_size"]))
-        os.replace(tmp, path)  # atomic: a crash never leaves half an entry
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as f:  # a crash never leaves half an entry
+        np.savez(f, case_id=out["case_id"], modalities=np.array(out["modalities"]), images=out["images"],
+                 seg=out["seg"] if out["seg"] is not None else np.zeros(0, np.uint8),
+                 has_seg=out["seg"] is not None, brain=out["brain"], affine=out["affine"],
+                 voxel_size=np.array(out["voxel_size"]))
     return {**out, "from_cache": False, "cache_file": path}

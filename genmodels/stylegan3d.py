@@ -124,10 +124,11 @@ def load_cases(
     if not folders:
         raise FileNotFoundError(f"data_dir: {data_dir} holds no case folders (<case>/<case>-t1n.nii.gz, …)")
     cases = [load_case_cached(f, size, cache_dir) for f in folders]
-    table = read_label_table(label_table) if label_table is not None else None
-    rows = {c["case_id"]: case_labels(c, table, columns=label_columns) for c in cases}
-    if table is not None and label_table is not None:  # name the file, not "the label table", in errors above
-        pass
+    table = read_label_table(label_table) if label_table is not None else None  # read once, not once per case
+    try:
+        rows = {c["case_id"]: case_labels(c, table, columns=label_columns) for c in cases}
+    except KeyError as e:  # name the file, where case_labels only saw its rows
+        raise KeyError(str(e.args[0]).replace("the label table", str(label_table))) from e
     columns = list(label_columns) if label_columns is not None else list(next(iter(rows.values())))
     return cases, rows, columns
 
@@ -454,12 +455,12 @@ def build_networks(config: StyleGAN3DConfig, label_dim: int) -> tuple:  # (G, D)
 class _SavedBytes:
     "Count the bytes autograd saves for backward (tensors that are not parameters, each once)."
     def __init__(self):
-        self.total, self.seen = 0, set()
+        self.total, self.seen, self.keep = 0, set(), []
 
     def pack(self, t):
         if not isinstance(t, nn.Parameter) and id(t) not in self.seen:
             self.seen.add(id(t)); self.total += t.numel() * t.element_size()
-            self.keep = getattr(self, "keep", []) + [t]  # keep ids unique while counting
+            self.keep.append(t)  # holding the tensor keeps its id from being reused while counting
         return t
 
     def __enter__(self):

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from .core import get_device
-from .metrics import _gradients, _one_cpu_thread, _soft_hist, _tile_mean, fid_report, register_extractor
+from .metrics import (FixedFeatureExtractor, _gradients, _one_cpu_thread, _soft_hist, _tile_mean, fid_report,
+                               register_extractor)
 
 # %% auto #0
 __all__ = ['PLANES', 'MRI_EXTRACTOR', 'MRI_FEATURE_GROUPS', 'INTENSITY_CENTRES', 'EDGE_CENTRES', 'LAYOUT_SIZE', 'MS_SSIM_BETAS',
@@ -157,41 +157,13 @@ def mri_slice_feature_groups(
         return {"intensity": intensity, "layout": layout, "texture": torch.cat(texture, 1)}
 
 
-class FeatureExtractorMRISlice(FeatureExtractorBase):
+class FeatureExtractorMRISlice(FixedFeatureExtractor):
     "torch-fidelity feature extractor for grey MRI slices: fixed, deterministic, no weights."
-    def __init__(
-        self,
-        name: str,  # the registered name
-        features_list: list,  # requested layers, from get_provided_features_list()
-        **kwargs,  # torch-fidelity passes all its options; none are needed here
-    ):
-        super().__init__(name, features_list)
+    groups = MRI_FEATURE_GROUPS
+    min_size = 8  # the texture features pool twice
 
-    @staticmethod
-    def get_provided_features_list():
-        return MRI_FEATURE_GROUPS + ("all",)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return "all"
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
-
-    def forward(self, x):  # uint8 [N, 3, H, W] -> tuple of float32 [N, k], in the order of features_list
-        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
-            raise ValueError(f"{self.name}: expected uint8 images [N, 3, H, W], found "
-                             f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-        if min(x.shape[2:]) < 8:
-            raise ValueError(f"{self.name}: expected slices of at least 8×8 pixels, found {x.shape[2]}×{x.shape[3]}")
-        groups = mri_slice_feature_groups(x)
-        groups["all"] = torch.cat([groups[k] for k in MRI_FEATURE_GROUPS], 1)
-        return tuple(groups[k] for k in self.features_list)
+    def feature_groups(self, x):
+        return mri_slice_feature_groups(x)
 
 
 def register_mri_extractor(

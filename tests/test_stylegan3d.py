@@ -95,7 +95,7 @@ def test_memory_estimate_orders():
     assert memory_estimate(cfg.replace(size=64), 6, 4, False, True)["activations_bytes"] < plain["activations_bytes"]
     big = memory_estimate(cfg.replace(size=128), 6, 4, False, False)
     assert 6 < big["activations_bytes"] / plain["activations_bytes"] < 10  # activations grow with the volume (8×)
-    assert big["parameters_G"] == plain["parameters_G"] + big["parameters_G"] - plain["parameters_G"] > 0
+    assert big["parameters_G"] > plain["parameters_G"] > 0  # one more synthesis block at 128³
 
 
 def test_bad_label_table(data, tmp_path):
