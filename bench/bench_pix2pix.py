@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench_gan import _time, matmul_peak
-from genmodels.fom import synthetic_section
+from genmodels.synthetic import synthetic_section
 from genmodels.pix2pix import Pix2PixConfig, make_pix2pix_state, pix2pix_step, predict_section
 
 BATCH, TILE, REPEAT = 16, 64, 3

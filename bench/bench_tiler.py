@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genmodels.fom import FOMTiler, Section, synthetic_section
+from genmodels.fom import FOMTiler, Section
+from genmodels.synthetic import synthetic_section
 
 TILE, N = 64, 10_000
 

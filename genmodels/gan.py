@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
-from .fom import FOMTiler, synthetic_section, colour_wheel
+from .fom import FOMTiler, colour_wheel
+from .synthetic import synthetic_section
 
 # %% auto #0
 __all__ = ['GAN_LOSSES', 'GANConfig', 'UpBlock', 'Generator', 'MinibatchStd', 'DownBlock', 'Discriminator', 'd_loss', 'g_loss',

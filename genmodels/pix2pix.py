@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
-from .fom import FOMTiler, synthetic_section, colour_wheel, LazyMap
+from .fom import FOMTiler, colour_wheel, LazyMap
+from .synthetic import synthetic_section
 
 # %% auto #0
 __all__ = ['HEADS', 'Pix2PixConfig', 'Down', 'Up', 'UNet', 'hsv_to_rgb_torch', 'render_orientation', 'orientation_targets',

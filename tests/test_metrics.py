@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import genmodels.metrics as metrics
-from genmodels.fom import FOMTiler, synthetic_section
+from genmodels.fom import FOMTiler
+from genmodels.synthetic import synthetic_section
 
 
 @pytest.fixture(scope="module")
