@@ -9,12 +9,13 @@ import math
 
 import numpy as np
 
-from .fom import FOM_MODES, LazyMap, angles_from_fom, colour_wheel, figure_png
+from .fom import FOM_MODES, LazyMap, angles_from_fom, colour_wheel, figure_png, fom_from_angles
 
 # %% auto #0
 __all__ = ['DEFAULT_MIN_FLATNESS', 'CHANCE_DIRECTION_ERROR', 'METRIC_LABELS', 'WINDOW_WEIGHTS', 'direction_difference',
-           'direction_error_map', 'fom_errors', 'summarise', 'errors_table', 'window_weight', 'window_starts',
-           'sliding_window', 'PairViewer']
+           'direction_error_map', 'fom_errors', 'summarise', 'errors_table', 'direction_medians',
+           'structure_tensor_direction', 'structure_tensor_fom', 'window_weight', 'window_starts', 'sliding_window',
+           'PairViewer']
 
 # %% ../nbs/03a_evaluation.ipynb #e7ddb70d
 DEFAULT_MIN_FLATNESS = 1 / 3  # a direction is judged where flatness = 1 − 2|α|/π ≥ this: |α| ≤ 60°
@@ -105,6 +106,25 @@ def direction_error_map(
     return np.where(judged, error, np.nan).astype(np.float32)
 
 # %% ../nbs/03a_evaluation.ipynb #a2c5804d
+def _check_regions(
+    regions: dict | None,  # region name -> bool map
+    shape: tuple,  # the tiles' [N, H, W]
+) -> dict:  # name -> bool [N, H, W]
+    "Region masks, checked against the tiles they describe."
+    if regions is None:
+        return {}
+    if not isinstance(regions, dict):
+        raise ValueError(f"regions: expected a dict of region name -> bool masks {list(shape)}, found {type(regions).__name__}")
+    out = {}
+    for name, where in regions.items():
+        where = np.asarray(where)
+        where = where[None] if where.ndim == 2 else where
+        if where.shape != tuple(shape) or where.dtype != bool:
+            raise ValueError(f"regions[{name!r}]: expected a bool mask of shape {tuple(shape)}, found {where.dtype} {where.shape}")
+        out[str(name)] = where
+    return out
+
+
 def _ssim_window(
     height: int,  # tile height
     width: int,  # tile width
@@ -125,8 +145,9 @@ def fom_errors(
     mode: str = "black",  # colour code of both FOMs
     min_flatness: float = DEFAULT_MIN_FLATNESS,  # direction judged where target flatness ≥ this (1/3: |α| ≤ 60°)
     win_size: int = 7,  # SSIM window, shrunk to fit small tiles
+    regions: dict | None = None,  # region name -> bool [N, H, W]: adds the direction error inside each, "direction_error[name]"
 ) -> dict:  # metric name -> float64 array [N], one value per tile (NaN where undefined)
-    "Per-tile errors of predicted FOMs: MSE, PSNR, SSIM, direction error (flat fibres), direction coverage, inclination error."
+    "Per-tile errors of predicted FOMs: MSE, PSNR, SSIM, direction error (flat fibres, and per region), direction coverage, inclination error."
     from skimage.metrics import structural_similarity
     pred, target, mask = _check_pair(pred, target, mask)
     n, height, width = mask.shape
@@ -154,8 +175,14 @@ def fom_errors(
         direction = np.where(n_judged > 0, np.where(judged, errors, 0).sum((1, 2)) / np.maximum(n_judged, 1), np.nan)
         coverage = np.where(n_judged > 0, committed.sum((1, 2)) / np.maximum(n_judged, 1), np.nan)
         inclination = np.where(pixels > 0, (inclination * mask).sum((1, 2)) / np.maximum(pixels, 1), np.nan)
-    return dict(mse=mse, psnr=psnr, ssim=ssim, direction_error=direction, direction_coverage=coverage,
-                inclination_error=inclination)
+    out = dict(mse=mse, psnr=psnr, ssim=ssim, direction_error=direction, direction_coverage=coverage,
+               inclination_error=inclination)
+    for name, where in _check_regions(regions, mask.shape).items():
+        inside = judged & where
+        with np.errstate(divide="ignore", invalid="ignore"):
+            count = inside.sum((1, 2))
+            out[f"direction_error[{name}]"] = np.where(count > 0, np.where(inside, errors, 0).sum((1, 2)) / np.maximum(count, 1), np.nan)
+    return out
 
 # %% ../nbs/03a_evaluation.ipynb #7cb9cb49
 def summarise(
@@ -184,7 +211,16 @@ def _format(
         return "–"
     if math.isinf(value):
         return "∞" if value > 0 else "−∞"
-    return _FORMATS.get(metric, "{:.3g}").format(value)
+    return _FORMATS.get(metric.split("[")[0], "{:.3g}").format(value)
+
+
+def _label(
+    metric: str,  # a metric name, e.g. "ssim" or "direction_error[cortex]"
+) -> str:  # its row label
+    "Row label of a metric: per-region direction errors name their region."
+    if metric.startswith("direction_error[") and metric.endswith("]"):
+        return f"direction error (°), {metric[len('direction_error['):-1]}"
+    return METRIC_LABELS.get(metric, metric)
 
 
 def errors_table(
@@ -215,8 +251,59 @@ def errors_table(
             mean, std, n = s[m]
             cell = _format(mean, m) + ("" if math.isnan(std) or n < 2 else " ± " + _format(std, m))
             cells.append(cell + (f" (n={n})" if n < n_tiles else ""))
-        lines.append(f"| {METRIC_LABELS.get(m, m)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+# %% ../nbs/03a_evaluation.ipynb #48d4e69d
+def direction_medians(
+    pred,  # predicted FOMs, uint8 [N, H, W, 3]
+    target,  # target FOMs, uint8, the same shape
+    regions: dict,  # region name -> bool [N, H, W]
+    mask=None,  # bool [N, H, W] (tissue); None: every pixel
+    mode: str = "black",  # colour code of both FOMs
+    min_flatness: float = DEFAULT_MIN_FLATNESS,  # judge directions where the target's flatness is at least this
+) -> dict:  # region name -> (median direction error in degrees, judged pixels); NaN where none is judged
+    "Median direction error over the judged pixels of each region."
+    errors = direction_error_map(pred, target, mask, mode, min_flatness)
+    out = {}
+    for name, where in _check_regions(regions, errors.shape).items():
+        values = errors[where & ~np.isnan(errors)]
+        out[name] = (float(np.median(values)) if len(values) else math.nan, int(len(values)))
+    return out
+
+
+def structure_tensor_direction(
+    transmittance,  # [H, W] or tiles [N, H, W], float in [0, 1]
+    sigma: float = 1.5,  # integration scale of the tensor, pixels: about a bundle's width
+) -> tuple:  # direction φ in [0, π) (x right, y up), coherence in [0, 1]; float32, the input's shape
+    "Fibre direction read from the texture of a transmittance: perpendicular to the structure tensor's dominant gradient."
+    from skimage.feature import structure_tensor
+    t = np.asarray(transmittance)
+    if t.ndim not in (2, 3) or t.dtype.kind != "f":
+        raise ValueError(f"transmittance: expected a float map [H, W] or tiles [N, H, W] in [0, 1], found {t.dtype} {t.shape}")
+    if not (isinstance(sigma, (int, float)) and 0 < sigma <= 64):
+        raise ValueError(f"sigma: expected an integration scale in (0, 64] pixels, found {sigma!r}")
+    tiles = t[None] if t.ndim == 2 else t
+    direction, coherence = np.empty(tiles.shape, np.float32), np.empty(tiles.shape, np.float32)
+    for i, tile in enumerate(tiles):
+        a_rr, a_rc, a_cc = structure_tensor(tile.astype(np.float64), sigma=sigma, mode="reflect", order="rc")
+        # in the y-up frame x = column, y = −row: J_xx = A_cc, J_yy = A_rr, J_xy = −A_rc
+        gradient = 0.5 * np.arctan2(-2 * a_rc, a_cc - a_rr)  # dominant gradient orientation
+        direction[i] = np.mod(gradient + np.pi / 2, np.pi)  # the fibres run across the gradient
+        coherence[i] = np.hypot(a_cc - a_rr, 2 * a_rc) / np.maximum(a_cc + a_rr, 1e-12)
+    return (direction[0], coherence[0]) if t.ndim == 2 else (direction, coherence)
+
+
+def structure_tensor_fom(
+    transmittance,  # tiles [N, H, W] (or one map [H, W]), float in [0, 1]
+    brightness_from,  # uint8 FOM(s) [..., H, W, 3] whose inclination the baseline borrows, e.g. the mean training FOM
+    sigma: float = 1.5,  # integration scale of the tensor, pixels
+    mode: str = "black",  # colour code
+) -> np.ndarray:  # uint8 FOMs, the transmittance's shape + (3,)
+    "The no-learning baseline as a FOM: the structure tensor's direction, with the inclination of another FOM."
+    direction, _ = structure_tensor_direction(transmittance, sigma)
+    _, inclination = angles_from_fom(np.asarray(brightness_from), mode)
+    return fom_from_angles(direction, np.broadcast_to(inclination, direction.shape), mode)
 
 # %% ../nbs/03a_evaluation.ipynb #604cc3ac
 WINDOW_WEIGHTS = ("cosine", "uniform")

@@ -18,8 +18,8 @@ from .core import check_output_path
 __all__ = ['FOM_MODES', 'MAP_NAMES', 'IMAGE_SUFFIXES', 'D4', 'SPLITS', 'pli_stack', 'analyse_stack',
            'inclination_from_retardation', 'fom_from_angles', 'angles_from_fom', 'colour_wheel', 'Section',
            'SectionReadError', 'LazyMap', 'read_map', 'read_section', 'tissue_mask', 'transform_map',
-           'transform_direction', 'transform_fom', 'TileBatch', 'read_manifest', 'FOMTiler', 'TileDataset', 'overview',
-           'tile_page_figure', 'figure_png', 'TileBrowser']
+           'transform_direction', 'transform_fom', 'TileBatch', 'read_manifest', 'extra_tiles', 'FOMTiler',
+           'TileDataset', 'overview', 'tile_page_figure', 'figure_png', 'TileBrowser']
 
 # %% ../nbs/01_fom.ipynb #8aff224b
 def pli_stack(
@@ -556,6 +556,26 @@ def read_manifest(path) -> list:
         raise ValueError(f"manifest {path}: expected columns {sorted(need)}, found {sorted(rows[0])}")
     return [dict(r, x=int(r["x"]), y=int(r["y"]), size=int(r["size"]),
                  tissue_fraction=float(r.get("tissue_fraction") or "nan")) for r in rows]
+
+# %% ../nbs/01_fom.ipynb #242dc1a9
+def extra_tiles(
+    sections,  # the sections the batch was cut from (a Section or a list), in the tiler's order
+    batch: TileBatch,  # tiles and where they came from
+    key: str,  # a 2D map in every section's `extras`, e.g. the "regions" of a synthetic section
+) -> np.ndarray:  # [N, t, t], the map's dtype
+    "Cut a map the tiler does not tile (e.g. a synthetic section's ground truth) at a batch's tile positions."
+    sections = [sections] if isinstance(sections, Section) else list(sections)
+    names = [s.name for s in sections]
+    if names != list(batch.section_names):
+        raise ValueError(f"sections: expected the batch's sections {list(batch.section_names)}, found {names}")
+    for s in sections:
+        m = s.extras.get(key)
+        if m is None or np.ndim(m) < 2 or tuple(np.shape(m)[:2]) != s.shape:
+            raise ValueError(f"key: expected a map {s.shape[0]}×{s.shape[1]} in the extras of section {s.name!r}, "
+                             f"found {'none' if m is None else np.shape(m)}; extras hold {sorted(s.extras)}")
+    t, p = batch.tile_size, batch.positions
+    return np.stack([sections[i].extras[key][y:y + t, x:x + t]
+                     for i, x, y in zip(p["section_index"].tolist(), p["x"].tolist(), p["y"].tolist())])
 
 # %% ../nbs/01_fom.ipynb #7832df5e
 class _SectionIndex:
