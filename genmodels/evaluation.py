@@ -13,7 +13,7 @@ from .fom import FOM_MODES, LazyMap, angles_from_fom, colour_wheel, figure_png, 
 
 # %% auto #0
 __all__ = ['DEFAULT_MIN_FLATNESS', 'CHANCE_DIRECTION_ERROR', 'METRIC_LABELS', 'WINDOW_WEIGHTS', 'direction_difference',
-           'direction_error_map', 'fom_errors', 'summarise', 'errors_table', 'direction_medians',
+           'direction_error_map', 'fom_errors', 'summarise', 'errors_table', 'direction_medians', 'medians_table',
            'structure_tensor_direction', 'structure_tensor_fom', 'window_weight', 'window_starts', 'sliding_window',
            'PairViewer']
 
@@ -270,6 +270,19 @@ def direction_medians(
         values = errors[where & ~np.isnan(errors)]
         out[name] = (float(np.median(values)) if len(values) else math.nan, int(len(values)))
     return out
+
+
+def medians_table(
+    medians: dict,  # predictor name -> direction_medians result, all on the same tiles and regions
+) -> str:  # markdown: region | predictor A | predictor B …, median (judged pixels)
+    "Markdown table of per-region median direction errors, predictors side by side."
+    if not isinstance(medians, dict) or not medians:
+        raise ValueError(f"medians: expected a non-empty dict of predictor name -> direction_medians result, found {medians!r}")
+    regions = list(next(iter(medians.values())))
+    lines = ["| median direction error | " + " | ".join(medians) + " |", "| --- |" + " ---: |" * len(medians)]
+    for r in regions:
+        lines.append(f"| {r} | " + " | ".join(_format(m[r][0], "direction_error") + f"° (n={m[r][1]})" for m in medians.values()) + " |")
+    return "\n".join(lines)
 
 
 def structure_tensor_direction(

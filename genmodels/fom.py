@@ -168,6 +168,14 @@ class Section:
         h, w = self.shape
         return f"Section({self.name!r}, {h}×{w}, maps: {', '.join(self.maps())})"
 
+# %% ../nbs/01_fom.ipynb #07559f43
+def __getattr__(name: str):
+    "Names that moved to other modules stay importable from here (`genmodels.fom.synthetic_section`)."
+    if name in ("synthetic_section", "SYNTHETIC_LABELS"):
+        from genmodels import synthetic  # imported on first use: synthetic builds on this module
+        return getattr(synthetic, name)
+    raise AttributeError(f"module 'genmodels.fom' has no attribute {name!r}")
+
 # %% ../nbs/01_fom.ipynb #b4d125a7
 import os as _os
 

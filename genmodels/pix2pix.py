@@ -16,12 +16,13 @@ import torch.nn.functional as F
 
 from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
 from .fom import FOMTiler, colour_wheel, LazyMap
-from .synthetic import synthetic_section
+from .synthetic import synthetic_section, TEXTURE_CONTRAST
 
 # %% auto #0
 __all__ = ['HEADS', 'Pix2PixConfig', 'Down', 'Up', 'UNet', 'hsv_to_rgb_torch', 'render_orientation', 'orientation_targets',
            'patchgan_receptive_field', 'PatchGAN', 'make_pix2pix_state', 'generate', 'reconstruction_loss',
-           'pix2pix_step', 'pix2pix_tiles', 'train_pix2pix', 'check_transmittance', 'predict_tiles', 'predict_section']
+           'pix2pix_step', 'pix2pix_sections', 'pix2pix_tiles', 'train_pix2pix', 'check_transmittance', 'predict_tiles',
+           'predict_section']
 
 # %% ../nbs/03_pix2pix.ipynb #b4a8d308
 HEADS = ("rgb", "orientation")
@@ -46,6 +47,7 @@ class Pix2PixConfig(Config):
     n_steps: int = 20_000  # optimisation steps
     section_size: int = 2048  # pixels across each synthetic section
     n_sections: int = 8  # synthetic sections (seeds seed, seed + 1, ...)
+    texture_contrast: float = TEXTURE_CONTRAST  # fibre-bundle texture of the synthetic sections (0: none; see 01a_synthetic)
     n_tiles: int = 20_000  # training tiles
     min_tissue: float = 0.5  # tiles need this tissue fraction
     sample_every: int = 1000  # steps between sample grids
@@ -67,6 +69,7 @@ class Pix2PixConfig(Config):
                   "n_tiles", "sample_every", "checkpoint_every"):
             require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
         require_field(0 <= self.dropout < 1, self, "dropout", "a probability in [0, 1)")
+        require_field(isinstance(self.texture_contrast, (int, float)) and 0 <= self.texture_contrast <= 1, self, "texture_contrast", "a number in [0, 1]")
         require_field(0 <= self.decay_from <= 1, self, "decay_from", "a fraction in [0, 1]")
         require_field(self.d_layers <= int(math.log2(self.tile_size)) - 1, self, "d_layers",
                  f"at most log2(tile_size) - 1 = {int(math.log2(self.tile_size)) - 1} for {self.tile_size} px tiles")
@@ -264,10 +267,16 @@ def pix2pix_step(state: dict, batch: dict) -> dict:
             "lr": state["opt_G"].param_groups[0]["lr"]}
 
 # %% ../nbs/03_pix2pix.ipynb #fb9f9aa8
+def pix2pix_sections(config: Pix2PixConfig) -> list:
+    "The default data: config.n_sections synthetic sections of config.section_size px and config.texture_contrast."
+    return [synthetic_section(config.section_size, seed=config.seed + k, texture_contrast=config.texture_contrast)
+            for k in range(config.n_sections)]
+
+
 def pix2pix_tiles(config: Pix2PixConfig, sections=None):
     "Train, val and test TileBatches of transmittance, FOM (and mask, when the sections have one)."
     if sections is None:
-        sections = [synthetic_section(config.section_size, seed=config.seed + k) for k in range(config.n_sections)]
+        sections = pix2pix_sections(config)
     maps = ("transmittance", "fom", "mask") if all(s.mask is not None for s in sections) else ("transmittance", "fom")
     for s in sections:
         if s.fom is None or s.transmittance is None:
