@@ -53,7 +53,7 @@ def analyse_stack(
     a0 = stack.mean(0)
     a1 = np.tensordot(np.sin(2 * rho), stack, axes=1) * np.float32(2 / n)
     b1 = np.tensordot(np.cos(2 * rho), stack, axes=1) * np.float32(2 / n)
-    if blur_sigma > 0:
+    if int(4 * blur_sigma + 0.5) > 0:  # scipy's kernel radius at truncate=4: below ~0.125 px it is one tap, no blur
         # The fit is linear in the images, so blurring a0, a1, b1 equals blurring every image
         # of the stack first, at a sixth of the cost.
         a0, a1, b1 = (ndimage.gaussian_filter(c, blur_sigma, mode="nearest") for c in (a0, a1, b1))
@@ -87,13 +87,16 @@ def fom_from_angles(
 ) -> np.ndarray:  # FOM [..., 3], uint8 RGB
     "Fibre orientation map: direction and inclination to HSV-black or HSV-white RGB."
     _check_mode(mode)
-    from matplotlib.colors import hsv_to_rgb
     direction, inclination = np.broadcast_arrays(np.asarray(direction, np.float32), np.asarray(inclination, np.float32))
-    hue = np.mod(direction, np.pi) / np.float32(np.pi)
+    sixths = np.mod(direction, np.pi) * np.float32(6 / np.pi)  # hue φ/π, in sixths of the circle
     flatness = np.clip(1 - 2 * np.abs(inclination) / np.float32(np.pi), 0, 1)
-    one = np.ones_like(hue)
-    hsv = np.stack([np.mod(hue, 1), one, flatness] if mode == "black" else [np.mod(hue, 1), flatness, one], -1)
-    return np.round(hsv_to_rgb(hsv) * 255).astype(np.uint8)
+    value, saturation = (flatness, np.float32(1)) if mode == "black" else (np.float32(1), flatness)
+    rgb = np.empty(sixths.shape + (3,), np.uint8)
+    for channel, offset in enumerate((5, 3, 1)):  # HSV → RGB: V · (1 − S · ramp), the ramp of each channel around the circle
+        k = np.mod(sixths + np.float32(offset), 6)
+        ramp = np.clip(np.minimum(k, 4 - k), 0, 1)
+        rgb[..., channel] = np.round((value * (1 - saturation * ramp)) * 255)
+    return rgb
 
 
 def angles_from_fom(
