@@ -574,9 +574,9 @@ def tissue_power_spectrum(
     window = np.outer(np.hanning(patch), np.hanning(patch))
     frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(patch), np.fft.fftfreq(patch)))
     rings = np.minimum(np.round(frequency * patch).astype(int), patch // 2)  # ring k holds |f| ≈ k / patch
-    inside = ndimage.uniform_filter(mask.astype(np.float32), patch, origin=(-(patch // 2), -(patch // 2)) if patch % 2 == 0 else 0) > 1 - 1e-6
     step = max(1, patch // 2)
-    tops = [(i, j) for i in range(0, image.shape[0] - patch + 1, step) for j in range(0, image.shape[1] - patch + 1, step) if inside[i, j]]
+    tops = [(i, j) for i in range(0, image.shape[0] - patch + 1, step) for j in range(0, image.shape[1] - patch + 1, step)
+            if mask[i:i + patch, j:j + patch].all()]
     if not tops:
         raise ValueError(f"mask: no {patch}×{patch} patch lies wholly inside the mask (tissue covers {mask.mean():.0%} of the image)")
     power = np.zeros((patch, patch))
