@@ -5,7 +5,6 @@
 # %% ../nbs/00_core.ipynb #ab45efa9
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import datetime as _dt
@@ -19,12 +18,15 @@ from typing import ClassVar
 
 import numpy as np
 
+from .distributed import (from_main_process, init_distributed, is_main_process, own_gpu, process_group, process_rank,
+                          world_size)
+
 # %% auto #0
-__all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'init_distributed', 'world_size', 'process_rank', 'is_main_process',
-           'seed_everything', 'get_rng_state', 'set_rng_state', 'Config', 'require_field', 'Preset',
-           'check_output_path', 'new_run_dir', 'atomic_write', 'record_metrics', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state',
-           'fit', 'Checkpoint', 'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
+__all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state',
+           'preserved_global_state', 'Config', 'require_field', 'require_positive', 'Preset', 'check_output_path',
+           'new_run_dir', 'atomic_write', 'record_metrics', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
+           'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state', 'fit', 'Checkpoint',
+           'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
 
 # %% ../nbs/00_core.ipynb #cc71ef80
 def get_device(
@@ -37,7 +39,7 @@ def get_device(
         init_distributed()  # joins the group and makes cuda:LOCAL_RANK this process's GPU
     if name in (None, "", "auto"):
         if torch.cuda.is_available():
-            return _own_gpu(torch.device("cuda")) if torchrun else torch.device("cuda")
+            return own_gpu(torch.device("cuda")) if torchrun else torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available() and not torchrun:  # gloo cannot average MPS tensors
             return torch.device("mps")
@@ -54,73 +56,7 @@ def get_device(
         raise RuntimeError(f"device: {name!r} was asked for, but MPS is not available here; use device='cpu' or 'auto'")
     if torchrun and device.type == "mps":
         raise ValueError(f"device: {name!r} under torchrun, but gradients cannot be averaged across processes on MPS; use 'cpu'")
-    return _own_gpu(device) if torchrun and device.type == "cuda" else device
-
-# %% ../nbs/00_core.ipynb #ca021956
-def init_distributed(
-    backend: str | None = None,  # None: "cpu:gloo,cuda:nccl" where CUDA exists, else "gloo"
-) -> tuple:  # (rank of this process, number of processes)
-    "Join the process group torchrun describes (WORLD_SIZE > 1); without torchrun do nothing and return (0, 1)."
-    import torch
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():  # already joined (by us or by the caller)
-        return dist.get_rank(), dist.get_world_size()
-    value = os.environ.get("WORLD_SIZE", "") or "1"
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"WORLD_SIZE: expected a positive number of processes (torchrun sets it), found {value!r}")
-    world = int(value)
-    if world == 1:
-        return 0, 1
-    missing = [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
-    if missing:
-        raise RuntimeError(f"WORLD_SIZE={world} says this is one of several processes, but {', '.join(missing)} "
-                           f"{'is' if len(missing) == 1 else 'are'} not set; launch with torchrun --nproc_per_node {world} script.py")
-    if not dist.is_available():
-        raise RuntimeError(f"WORLD_SIZE={world}: this build of torch has no torch.distributed; run a single process")
-    cuda = torch.cuda.is_available()
-    local = int(os.environ["LOCAL_RANK"])
-    if cuda and local < torch.cuda.device_count():
-        torch.cuda.set_device(local)  # before joining, so NCCL binds this process to its own GPU
-    dist.init_process_group(backend or ("cpu:gloo,cuda:nccl" if cuda else "gloo"))
-    atexit.register(_leave_group)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _leave_group():
-    "Leave the process group at exit (torch warns about a group that was never destroyed)."
-    import torch.distributed as dist
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def _own_gpu(device):
-    "Under torchrun: cuda:LOCAL_RANK, refusing another GPU index or more processes than GPUs."
-    import torch
-    local, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
-    if local >= count:
-        raise RuntimeError(f"LOCAL_RANK={local}: expected at most one process per GPU, found {count} GPU(s) on this node; "
-                           f"use torchrun --nproc_per_node {count} (or fewer)")
-    if device.index is not None and device.index != local:
-        raise ValueError(f"device: {str(device)!r} under torchrun, where this process (LOCAL_RANK={local}) owns cuda:{local}; "
-                         "use 'cuda' or 'auto' so that each process takes its own GPU")
-    return torch.device("cuda", local)
-
-
-def world_size() -> int:
-    "How many processes train together: the group's size once joined, else 1."
-    import torch.distributed as dist
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def process_rank() -> int:
-    "This process's rank, 0 … world_size() − 1 (0 without torchrun)."
-    import torch.distributed as dist
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def is_main_process() -> bool:
-    "Whether this process writes the run's files: rank 0, or the only process."
-    return process_rank() == 0
+    return own_gpu(device) if torchrun and device.type == "cuda" else device
 
 # %% ../nbs/00_core.ipynb #d9686e32
 def seed_everything(
@@ -168,6 +104,20 @@ def set_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+# %% ../nbs/00_core.ipynb #29d82364
+@contextlib.contextmanager
+def preserved_global_state():
+    "Within the block, seed and switch determinism freely: the random states and torch's determinism flags come back after it."
+    import torch
+    rng, flags = get_rng_state(), (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                                   torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        set_rng_state(rng)
+        torch.use_deterministic_algorithms(flags[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[1], flags[2]
 
 # %% ../nbs/00_core.ipynb #2bf2d8c7
 @dataclass(frozen=True)
@@ -217,32 +167,28 @@ def require_field(condition: bool, config, field_name: str, expected: str):
     if not condition:
         raise ValueError(f"{type(config).__name__}.{field_name}: expected {expected}, found {getattr(config, field_name)!r}")
 
+
+def require_positive(
+    config,  # a Config
+    *field_names: str,  # fields that must hold positive integers
+):
+    "Raise ValueError naming the first of the fields that does not hold a positive integer (booleans are refused)."
+    for name in field_names:
+        value = getattr(config, name)
+        require_field(isinstance(value, int) and not isinstance(value, bool) and value > 0, config, name,
+                      "a positive integer")
+
 # %% ../nbs/00_core.ipynb #27b55664
 @dataclass(frozen=True)
 class Preset(Config):
-    "How big a run is: data size, batch, steps, and the device-side switches."
+    "The size of a notebook's own examples: the preset's name and the synthetic sections' size."
     name: str = "quick"  # preset name, recorded in run folders
     section_size: int = 256  # pixels across a synthetic section
-    n_sections: int = 2  # synthetic sections (different seeds)
-    tile_size: int = 64  # pixels across a training tile
-    n_tiles: int = 512  # training tiles sampled per epoch
-    batch_size: int = 16  # samples per optimiser step
-    n_steps: int = 200  # optimiser steps
-    num_workers: int = 0  # DataLoader worker processes
-    mixed_precision: bool = False  # autocast (bfloat16/float16) on CUDA
-    channels_last: bool = False  # channels-last memory format on CUDA
 
-    presets: ClassVar[dict] = {
-        "quick": dict(name="quick"),
-        "full": dict(name="full", section_size=2048, n_sections=8, n_tiles=50_000, batch_size=64,
-                     n_steps=20_000, num_workers=4, mixed_precision=True, channels_last=True),
-    }
+    presets: ClassVar[dict] = {"quick": dict(name="quick"), "full": dict(name="full", section_size=2048)}
 
     def validate(self):
-        for f in ("section_size", "n_sections", "tile_size", "n_tiles", "batch_size", "n_steps"):
-            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
-        require_field(self.num_workers >= 0, self, "num_workers", "an integer ≥ 0")
-        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
+        require_positive(self, "section_size")
 
 # %% ../nbs/00_core.ipynb #298a1332
 def check_output_path(
@@ -269,7 +215,7 @@ def new_run_dir(
     "Create `root/<date-time>-<name>/` with a config.json, never reusing an existing folder (under torchrun: one for all processes)."
     _, world = init_distributed()
     if world > 1:  # process 0 makes the folder and tells the others its name
-        return _from_main_process(lambda: _make_run_dir(name, config, root, data_paths))
+        return from_main_process(lambda: _make_run_dir(name, config, root, data_paths))
     return _make_run_dir(name, config, root, data_paths)
 
 
@@ -451,7 +397,6 @@ def batches(
     batch_size: int,  # samples per step, over all processes (under torchrun each process loads its share)
     seed: int = 0,  # seeds the order of every epoch
     num_workers: int = 0,  # DataLoader worker processes
-    pass_epoch: bool = True,  # index items by (epoch, i), so augmentation can vary per epoch
 ):  # a function start_step -> endless iterator of batches
     "An endless, seeded stream of batches that can start at any step (for exact resume); under torchrun, this process's share."
     import torch
@@ -470,7 +415,7 @@ def batches(
                 idx = perm[b * batch_size:(b + 1) * batch_size]
                 if world > 1:  # this process's contiguous slice of the global batch
                     idx = idx[rank * share:(rank + 1) * share]
-                yield [(epoch, i) for i in idx] if pass_epoch else idx
+                yield [(epoch, i) for i in idx]  # (epoch, i): augmentation can vary per epoch
             epoch, skip = epoch + 1, 0
 
     def start(start_step: int = 0):
@@ -496,13 +441,6 @@ def _batch_problem(batch) -> str | None:
         if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
             return f"the batch's {key!r} holds {int((~torch.isfinite(value)).sum())} NaN or Inf value(s)"
     return None
-
-
-def _finite_check(batch, step: int):
-    "Refuse a batch with NaN or Inf: it is never trained on."
-    problem = _batch_problem(batch)
-    if problem:
-        raise TrainingStopped(f"step {step}: {problem}; training stopped before using it (check the data or its normalisation)")
 
 
 def checkpoint_state(run: Run) -> dict:
@@ -566,35 +504,31 @@ def fit(
             log_path.write_text("".join(l + "\n" for l in kept))
     callbacks = sorted((c for c in callbacks if main or getattr(c, "all_ranks", False)), key=lambda c: c.order)
     batch_iter = iter(data(run.step)) if callable(data) else iter(data)
-    replicas = _Replicas(state) if world > 1 else None  # same start, averaged gradients (see "Scaling out")
+    group = process_group(state)  # one process, or replicas that start equal and average gradients
     try:
         for c in callbacks:
             c.on_start(run)
         bar = tqdm(total=n_steps, initial=run.step, disable=not progress or not main, desc=kind, leave=False)
         try:
-            while run.step < n_steps and (replicas is not None or not run.stop):
-                try:
-                    batch = None if run.stop else next(batch_iter)
-                except StopIteration:
-                    batch = None
-                    if replicas is None:
-                        run.stop_reason = "the data ran out"
-                        break
-                if replicas is None:
-                    _finite_check(batch, run.step + 1)
-                else:  # every process stops at the same step, or none does
-                    if replicas.agree_to_stop(run, batch):
-                        break
-                    replicas.seed_step(run.step)
+            while run.step < n_steps:
+                batch = None if run.stop else next(batch_iter, None)
+                problem = None if batch is None else _batch_problem(batch)
+                stop, problem = group.agree_to_stop(run, batch is None and not run.stop, problem)
+                if problem:  # every process stops at the same step, or none does
+                    raise TrainingStopped(f"step {run.step + 1}: {problem}; training stopped before using it "
+                                          "(check the data or its normalisation)")
+                if stop:
+                    break
+                group.seed_step(run.step)
                 t0 = time.perf_counter()
                 logs = {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in step(state, batch).items()}
-                if replicas is not None:
-                    logs = replicas.mean(logs)
+                logs = group.mean(logs)
                 bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
                 if bad:
-                    where = f"; the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else "; no checkpoint was written yet"
-                    raise TrainingStopped(f"step {run.step + 1}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; training stopped "
-                                          f"and the diverged weights were not saved{where}")
+                    where = (f"; the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint
+                             else "; no checkpoint was written yet")
+                    raise TrainingStopped(f"step {run.step + 1}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; "
+                                          f"training stopped and the diverged weights were not saved{where}")
                 run.step += 1
                 logs = {"step": run.step, **logs, "step_time": time.perf_counter() - t0}
                 run.history.append(logs)
@@ -603,19 +537,16 @@ def fit(
                         f.write(json.dumps(logs) + "\n")
                 for c in callbacks:
                     c.on_step(run, logs)
-                if replicas is not None:
-                    replicas.after_step()
+                group.after_step()
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k.startswith("loss")}, refresh=False)
         finally:
             bar.close()
         for c in callbacks:
             c.on_end(run)
-        if replicas is not None:
-            replicas.finish(run)
+        group.finish(run)
     finally:
-        if replicas is not None:
-            replicas.close()
+        group.close()
     return run
 
 # %% ../nbs/00_core.ipynb #7e573ddf
@@ -701,152 +632,3 @@ class Abort(Callback):
             run.stop, run.stop_reason = True, f"stopped after {self.max_seconds} s"
         elif self.stop_file is not None and self.stop_file.exists():
             run.stop, run.stop_reason = True, f"stopped: {self.stop_file} exists"
-
-# %% ../nbs/00_core.ipynb #84756442
-def _from_main_process(make):
-    "Call `make()` on process 0 only and hand its result (or its exception) to every process."
-    import pickle
-    import torch.distributed as dist
-    box = [None]
-    if dist.get_rank() == 0:
-        try:
-            box = [("value", make())]
-        except Exception as e:
-            try:
-                pickle.dumps(e)
-                box = [("error", e)]
-            except Exception:
-                box = [("error", RuntimeError(f"{type(e).__name__}: {e}"))]
-    dist.broadcast_object_list(box, src=0)
-    kind, value = box[0]
-    if kind == "error":
-        raise value
-    return value
-
-
-def _coalesced(
-    tensors,  # tensors to exchange in place
-    collective,  # collective(flat): an in-place torch.distributed call on one flat tensor
-    bucket: int = 2**24,  # at most this many elements per flat tensor (64 MB of float32)
-):
-    "Run `collective` on the tensors packed into few flat buffers (one dtype and device each), then unpack in place."
-    import torch
-    groups = {}
-    for t in tensors:
-        groups.setdefault((t.device, t.dtype), []).append(t)
-    for group in groups.values():  # the same order on every process: the tensors come in the same order
-        start = 0
-        while start < len(group):
-            end, size = start + 1, group[start].numel()
-            while end < len(group) and size + group[end].numel() <= bucket:
-                size, end = size + group[end].numel(), end + 1
-            part = group[start:end]
-            flat = torch.cat([t.reshape(-1) for t in part])
-            collective(flat)
-            with torch.no_grad():
-                for t, piece in zip(part, flat.split([t.numel() for t in part])):
-                    t.copy_(piece.view_as(t))
-            start = end
-
-
-def _seed_for_step(
-    seed: int,  # the run's seed (config.seed)
-    step: int,  # steps done before this one
-    rank: int,  # this process
-):
-    "Seed python, numpy and torch for one step of one process: its own stream, the same again on a resume."
-    import torch
-    words = np.random.SeedSequence([seed, step, rank]).generate_state(2, np.uint64)
-    random.seed(int(words[0]))
-    np.random.seed(int(words[0]) % 2**32)
-    torch.random.default_generator.manual_seed(int(words[1]))
-    torch.cuda.manual_seed(int(words[1]))  # this process's GPU (ignored without CUDA)
-
-
-class _Replicas:
-    "Keeps the copies of a state on the processes of a group equal, the way fit needs it."
-
-    def __init__(
-        self,
-        state: dict,  # the state fit trains: its modules and optimisers are kept in step
-    ):
-        import torch
-        import torch.distributed as dist
-        self.dist, self.world, self.rank = dist, dist.get_world_size(), dist.get_rank()
-        seed = getattr(state.get("config"), "seed", 0)
-        self.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
-        modules = [v for v in state.values() if isinstance(v, torch.nn.Module)]
-        self.params = list({id(p): p for m in modules for p in m.parameters()}.values())
-        self.buffers = list({id(b): b for m in modules for b in m.buffers()}.values())
-        self.device = self.params[0].device if self.params else torch.device("cpu")
-        # every process starts from process 0's weights and buffers, however it was initialised
-        _coalesced([p.data for p in self.params] + self.buffers, lambda flat: dist.broadcast(flat, src=0))
-        self.hooks = [v.register_step_pre_hook(self._average_gradients)
-                      for v in state.values() if isinstance(v, torch.optim.Optimizer)]
-
-    def _average_gradients(
-        self,
-        optimizer,  # the optimiser about to step
-        args,  # the step's positional arguments (unused)
-        kwargs,  # the step's keyword arguments (unused)
-    ):
-        "Before an optimiser steps: replace each gradient by its mean over the processes."
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        _coalesced(grads, lambda flat: (self.dist.all_reduce(flat), flat.div_(self.world)))
-
-    def agree_to_stop(
-        self,
-        run,  # this process's Run (its stop flag is set by process 0's callbacks)
-        batch,  # this process's next batch, or None when its data ran out or it stops
-    ) -> bool:
-        "Whether every process stops before this step (a callback's stop, data that ran out); a bad batch anywhere raises everywhere."
-        import torch
-        problem = None if batch is None else _batch_problem(batch)
-        flags = torch.tensor([float(run.stop), float(batch is None and not run.stop), float(problem is not None)], device=self.device)
-        self.dist.all_reduce(flags, op=self.dist.ReduceOp.MAX)
-        stop, ran_out, bad = (bool(f) for f in flags.tolist())
-        if bad:
-            where = f"{problem} (process {self.rank})" if problem else "another process's batch holds NaN or Inf values"
-            raise TrainingStopped(f"step {run.step + 1}: {where}; training stopped before using it "
-                                  "(check the data or its normalisation)")
-        if stop:
-            run.stop, run.stop_reason = True, run.stop_reason or "stopped on another process"
-        elif ran_out:
-            run.stop_reason = "the data ran out"
-        return stop or ran_out
-
-    def seed_step(
-        self,
-        step: int,  # steps done before this one
-    ):
-        "Seed this process's draws for the step after `step`."
-        _seed_for_step(self.seed, step, self.rank)
-
-    def mean(
-        self,
-        logs: dict,  # this process's numbers of a step, the same names on every process
-    ) -> dict:
-        "The logs averaged over the processes: numbers of the global batch."
-        import torch
-        values = torch.tensor(list(logs.values()), dtype=torch.float64, device=self.device)
-        self.dist.all_reduce(values)
-        return dict(zip(logs, (values / self.world).tolist()))
-
-    def after_step(self):
-        "Copy process 0's buffers (batch-norm statistics, …) to the others, as DistributedDataParallel does."
-        _coalesced(self.buffers, lambda flat: self.dist.broadcast(flat, src=0))
-
-    def finish(
-        self,
-        run,  # this process's Run, told process 0's stop reason and last checkpoint
-    ):
-        "Tell every process why process 0 stopped and where its last checkpoint is (and wait for it)."
-        box = [(run.stop_reason, None if run.last_checkpoint is None else str(run.last_checkpoint))]
-        self.dist.broadcast_object_list(box, src=0)
-        run.stop_reason, last = box[0]
-        run.last_checkpoint = None if last is None else Path(last)
-
-    def close(self):
-        "Take the hooks off the optimisers: the state is a plain single-process state again."
-        for hook in self.hooks:
-            hook.remove()

@@ -5,30 +5,29 @@
 # %% ../nbs/02_gan.ipynb #1c5f1cdc
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
+from .core import require_field, require_positive
 from .fom import FOMTiler, colour_wheel
 from .synthetic import synthetic_section
+from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
+                             r1_penalty, to_uint8, train)
 
 # %% auto #0
-__all__ = ['GAN_LOSSES', 'GANConfig', 'UpBlock', 'Generator', 'MinibatchStd', 'DownBlock', 'Discriminator', 'd_loss', 'g_loss',
-           'r1_penalty', 'd_outputs', 'd_accuracy', 'make_gan_state', 'update_ema', 'to_uint8', 'standing_stats',
-           'sample_fom', 'gan_step', 'gan_tiles', 'train_gan']
+__all__ = ['GAN_LOSSES', 'GANConfig', 'UpBlock', 'Generator', 'MinibatchStd', 'DownBlock', 'Discriminator', 'instance_noise',
+           'make_gan_state', 'standing_stats', 'sample_fom', 'gan_step', 'gan_tiles', 'train_gan']
 
 # %% ../nbs/02_gan.ipynb #7c28bbaf
-GAN_LOSSES = ("nonsaturating", "lsgan", "hinge")
+GAN_LOSSES = tuple(LOSSES)  # the adversarial losses of genmodels.train, by name
 
 @dataclass(frozen=True)
-class GANConfig(Config):
+class GANConfig(TrainConfig):
     "Everything that defines a GAN run; saved in every checkpoint and compared on resume."
     tile_size: int = 64  # pixels across a FOM tile: 32, 64 or 128
     z_dim: int = 128  # size of the latent vector z
@@ -41,38 +40,33 @@ class GANConfig(Config):
     loss: str = "nonsaturating"  # "nonsaturating", "lsgan" or "hinge"
     label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - label_smoothing
     instance_noise: float = 0.0  # std of noise added to D's inputs, annealed to 0 over the run
-    lr_G: float = 2e-4  # Adam learning rate of G
-    lr_D: float = 2e-4  # Adam learning rate of D
-    betas: tuple = (0.5, 0.999)  # Adam betas (DCGAN's β1 = 0.5)
     batch_size: int = 64  # tiles per step
-    n_steps: int = 20_000  # optimisation steps (one D and one G update each)
-    ema_decay: float = 0.999  # exponential moving average of G's weights, used for sampling
+    ema_halflife: float = 20_000  # images after which an old weight counts half in G_ema (StyleGAN2-ADA's for 64)
+    ema_rampup: float | None = 0.05  # the half-life is at most this share of the images seen (None: off)
     section_size: int = 2048  # pixels across each synthetic section
     n_sections: int = 8  # synthetic sections (seeds seed, seed + 1, ...)
     n_tiles: int = 50_000  # training tiles sampled from the sections
     min_tissue: float = 0.5  # tiles need this tissue fraction
     sample_every: int = 500  # steps between sample grids
-    checkpoint_every: int = 2000  # steps between checkpoints
-    seed: int = 0  # seeds data, initialisation and training
-    mixed_precision: bool = False  # bfloat16 autocast (on CUDA in the full preset)
     channels_last: bool = True  # channels-last memory format for the convolutions (faster on CPU and GPU, see bench/)
 
     presets = {
-        "quick": dict(tile_size=32, z_dim=64, g_width=16, d_width=16, batch_size=32, n_steps=500, ema_decay=0.99,
+        "quick": dict(tile_size=32, z_dim=64, g_width=16, d_width=16, batch_size=32, n_steps=500,
                       section_size=256, n_sections=2, n_tiles=2048, sample_every=100, checkpoint_every=250),
         "full": dict(mixed_precision=True),
     }
 
     def validate(self):
+        super().validate()
         require_field(self.tile_size in (16, 32, 64, 128, 256), self, "tile_size", "a power of two from 16 to 256")
-        for f in ("z_dim", "g_width", "d_width", "batch_size", "n_steps", "section_size", "n_sections", "n_tiles",
-                  "sample_every", "checkpoint_every"):
-            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
+        require_positive(self, "z_dim", "g_width", "d_width", "section_size", "n_sections", "n_tiles")
         require_field(self.loss in GAN_LOSSES, self, "loss", f"one of {GAN_LOSSES}")
         require_field(0 <= self.d_dropout < 1, self, "d_dropout", "a probability in [0, 1)")
         require_field(0 <= self.label_smoothing < 0.5, self, "label_smoothing", "a value in [0, 0.5)")
-        require_field(self.instance_noise >= 0 and self.r1_gamma >= 0, self, "r1_gamma" if self.r1_gamma < 0 else "instance_noise", "≥ 0")
-        require_field(0 <= self.ema_decay < 1, self, "ema_decay", "a value in [0, 1)")
+        require_field(self.r1_gamma >= 0, self, "r1_gamma", "≥ 0")
+        require_field(self.instance_noise >= 0, self, "instance_noise", "≥ 0")
+        require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of images > 0")
+        require_field(self.ema_rampup is None or self.ema_rampup > 0, self, "ema_rampup", "None or a share > 0")
         require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
 
 # %% ../nbs/02_gan.ipynb #a6eca095
@@ -155,167 +149,116 @@ class Discriminator(nn.Module):
         return self.head(self.std(self.blocks(x))).squeeze(1)  # [N]
 
 # %% ../nbs/02_gan.ipynb #f09cc21a
-def d_loss(real, fake, kind: str = "nonsaturating", smoothing: float = 0.0):
-    "Discriminator loss from its outputs on real [N] and generated [N] images."
-    target = 1.0 - smoothing
-    if kind == "nonsaturating":
-        return F.binary_cross_entropy_with_logits(real, torch.full_like(real, target)) + F.softplus(fake).mean()
-    if kind == "lsgan":
-        return 0.5 * ((real - target) ** 2).mean() + 0.5 * (fake ** 2).mean()
-    if kind == "hinge":
-        return F.relu(target - real).mean() + F.relu(1 + fake).mean()
-    raise ValueError(f"kind: expected one of {GAN_LOSSES}, found {kind!r}")
-
-
-def g_loss(fake, kind: str = "nonsaturating"):
-    "Generator loss from D's outputs on generated images [N]."
-    if kind == "nonsaturating":
-        return F.softplus(-fake).mean()  # -log σ(D(G(z)))
-    if kind == "lsgan":
-        return 0.5 * ((fake - 1) ** 2).mean()
-    if kind == "hinge":
-        return -fake.mean()
-    raise ValueError(f"kind: expected one of {GAN_LOSSES}, found {kind!r}")
-
-
-def r1_penalty(D, real):
-    "R1: the squared norm of D's gradient on real images, averaged over the batch."
-    real = real.detach().requires_grad_(True)
-    grad, = torch.autograd.grad(D(real).sum(), real, create_graph=True)
-    return grad.pow(2).flatten(1).sum(1).mean()
-
-
-def d_outputs(logits, kind: str):
-    "D's outputs as numbers to watch: probabilities for the non-saturating loss, raw scores otherwise."
-    return torch.sigmoid(logits) if kind == "nonsaturating" else logits
-
-
-def d_accuracy(real, fake, kind: str):
-    "Share of real and generated images D classifies correctly."
-    threshold = 0.5 if kind == "lsgan" else 0.0
-    return 0.5 * ((real > threshold).float().mean() + (fake < threshold).float().mean())
+def instance_noise(
+    config: GANConfig,  # instance_noise and n_steps
+    steps_done: int,  # steps before this one
+):  # a function images -> images with this step's noise added
+    "Gaussian noise for D's inputs, its std annealed linearly from config.instance_noise to 0 over the run."
+    sigma = config.instance_noise * max(0.0, 1 - steps_done / config.n_steps)
+    return (lambda x: x + sigma * torch.randn_like(x)) if sigma > 0 else (lambda x: x)
 
 # %% ../nbs/02_gan.ipynb #cdf6297f
-def make_gan_state(config: GANConfig, device=None, deterministic: bool = False) -> dict:
+def make_gan_state(
+    config: GANConfig,  # what to train
+    device=None,  # None: CUDA, then MPS, then CPU
+    deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
+) -> dict:  # the adversarial state, with a fixed z for sample grids
     "Fresh G, D, G_ema and optimisers for a config, seeded by config.seed."
-    device = get_device(device)
-    seed_everything(config.seed, deterministic=deterministic)
-    G = Generator(config.z_dim, config.tile_size, config.g_width).to(device)
-    D = Discriminator(config.tile_size, config.d_width, config.d_dropout, config.minibatch_std, config.spectral_norm).to(device)
-    if config.channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    fused = device.type == "cuda"
-    return {
-        "config": config, "G": G, "D": D, "G_ema": G_ema,
-        "opt_G": torch.optim.Adam(G.parameters(), lr=config.lr_G, betas=tuple(config.betas), fused=fused),
-        "opt_D": torch.optim.Adam(D.parameters(), lr=config.lr_D, betas=tuple(config.betas), fused=fused),
-        "z_fixed": torch.randn(32, config.z_dim, generator=torch.Generator().manual_seed(config.seed)),
-        "steps_done": torch.zeros((), dtype=torch.long),
-    }
+    build = lambda: (Generator(config.z_dim, config.tile_size, config.g_width),
+                     Discriminator(config.tile_size, config.d_width, config.d_dropout, config.minibatch_std, config.spectral_norm))
+    state = make_adversarial_state(config, build, device, deterministic)
+    state["z_fixed"] = torch.randn(32, config.z_dim, generator=torch.Generator().manual_seed(config.seed))
+    return state
 
-
+# %% ../nbs/02_gan.ipynb #213d6b4d
 @torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float):
-    "ema ← decay · ema + (1 − decay) · model, for weights; buffers (batch-norm statistics) are copied."
-    for e, m in zip(ema.parameters(), model.parameters()):
-        e.lerp_(m, 1 - decay)
-    for e, m in zip(ema.buffers(), model.buffers()):
-        e.copy_(m)
-
-
-def to_uint8(images) -> np.ndarray:
-    "Model images [N, 3, H, W] in [-1, 1] → uint8 FOM tiles [N, H, W, 3]."
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-@torch.no_grad()
-def standing_stats(G: nn.Module, n_batches: int = 8, batch_size: int = 64, seed: int = 0):
+def standing_stats(
+    G: nn.Module,  # a generator with batch norm
+    n_batches: int = 8,  # batches of random z to measure on
+    batch_size: int = 64,  # z per batch
+    seed: int = 0,  # seeds those z (its own generator: sampling must not move the training RNG)
+):
     "BigGAN's standing statistics: recompute G's batch-norm running statistics for its current weights."
     device = next(G.parameters()).device
     norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats(); m.momentum = None  # None: a plain average over the batches below
-    was = G.training
-    G.train()
-    generator = torch.Generator().manual_seed(seed)  # its own: sampling must not move the training RNG
-    for _ in range(n_batches):
-        G(torch.randn(batch_size, G.z_dim, generator=generator).to(device))
+    generator = torch.Generator().manual_seed(seed)
+    with eval_mode(G, training=True):  # batch statistics on, so that the running ones are gathered
+        for _ in range(n_batches):
+            G(torch.randn(batch_size, G.z_dim, generator=generator).to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
-    G.train(was)
 
 
 @torch.no_grad()
-def sample_fom(state: dict, n: int | None = None, z=None, ema: bool = True, seed: int | None = None) -> np.ndarray:
-    "Generated FOM tiles, uint8 [n, S, S, 3], from G_ema (or G), for z, n random z, or the fixed z."
+def sample_fom(
+    state: dict,  # a GAN state
+    n: int | None = None,  # tiles to draw with random z (None: the fixed z of the sample grids)
+    z=None,  # the latent vectors [n, z_dim] to use instead
+    ema: bool = True,  # sample from G_ema (else from G)
+    seed: int | None = None,  # seeds the random z
+) -> np.ndarray:  # uint8 FOM tiles [n, S, S, 3]
+    "Generated FOM tiles from G_ema (or G), for z, n random z, or the fixed z."
     G = state["G_ema"] if ema else state["G"]
     device = next(G.parameters()).device
     if z is None:
         z = state["z_fixed"] if n is None else torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed or 0))
     if ema:  # the averaged weights never ran with G's batch statistics: measure their own
         standing_stats(G)
-    was = G.training
-    G.eval()
-    images = torch.cat([G(chunk.to(device)) for chunk in z.split(256)])
-    G.train(was)
-    return to_uint8(images)
+    with eval_mode(G):
+        return to_uint8(torch.cat([G(chunk.to(device)) for chunk in z.split(256)]))
 
-
-def _grad_norm(module) -> torch.Tensor:
-    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return torch.stack(norms).norm() if norms else torch.zeros(())
-
-
+# %% ../nbs/02_gan.ipynb #6a891bc3
 def _diversity(images) -> torch.Tensor:
     "Mean pairwise L1 distance within a batch [N, 3, H, W] (on 8×8 thumbnails: cheap, and enough to see collapse)."
     thumbs = F.adaptive_avg_pool2d(images.detach().float(), 8).flatten(1)
     return torch.pdist(thumbs, p=1).mean() / thumbs.shape[1]
 
 
-def gan_step(state: dict, batch: dict) -> dict:
-    "One D update and one G update on a batch of real FOM tiles; returns losses and balance numbers."
+def _dark(images) -> torch.Tensor:
+    "Which tiles [N, 3, H, W] in [-1, 1] are mostly black: [N] bool."
+    return ((images.amax(1) + 1) / 2 < 0.1).float().mean((1, 2)) > 0.5
+
+
+def gan_step(
+    state: dict,  # a GAN state (make_gan_state)
+    batch: dict,  # {"fom": real FOM tiles [N, 3, S, S] in [-1, 1]}
+) -> dict:  # losses and balance numbers
+    "One D update and one G update on a batch of real FOM tiles."
     cfg, G, D = state["config"], state["G"], state["D"]
+    loss = LOSSES[cfg.loss](cfg.label_smoothing)
     device = next(G.parameters()).device
     real = batch["fom"].to(device, non_blocking=True)  # [N, 3, S, S] in [-1, 1]
     if cfg.channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
-    n = len(real)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision)
-    progress = state["steps_done"].item() / cfg.n_steps
-    sigma = cfg.instance_noise * max(0.0, 1 - progress)
-    noisy = (lambda x: x + sigma * torch.randn_like(x)) if sigma > 0 else (lambda x: x)
+    noisy = instance_noise(cfg, state["steps_done"].item())
 
     # discriminator: real images towards "real", generated ones towards "fake"
-    z = torch.randn(n, cfg.z_dim, device=device)
+    z = torch.randn(len(real), cfg.z_dim, device=device)
     with autocast:
         fake = G(z)  # [N, 3, S, S]; reused below for G's update
         real_out, fake_out = D(noisy(real)).float(), D(noisy(fake.detach())).float()
-        loss_D = d_loss(real_out, fake_out, cfg.loss, cfg.label_smoothing)
+        loss_D = loss.d_loss(real_out, fake_out)
     if cfg.r1_gamma > 0:
         loss_D = loss_D + 0.5 * cfg.r1_gamma * r1_penalty(D, real)
-    state["opt_D"].zero_grad(set_to_none=True)
-    loss_D.backward()
-    grad_D = _grad_norm(D)
-    state["opt_D"].step()
+    loss_D, grad_D = optimise(state["opt_D"], loss_D, D)
 
-    # generator: make D call the generated images real
-    with autocast:
-        loss_G = g_loss(D(noisy(fake)).float(), cfg.loss)
-    state["opt_G"].zero_grad(set_to_none=True)
-    loss_G.backward()
-    grad_G = _grad_norm(G)
-    state["opt_G"].step()
-    update_ema(state["G_ema"], G, cfg.ema_decay)
-    state["steps_done"] += 1
+    # generator: make D call the generated images real (D's weights need no gradient here)
+    with frozen(D):
+        with autocast:
+            loss_G = loss.g_loss(D(noisy(fake)).float())
+        loss_G, grad_G = optimise(state["opt_G"], loss_G, G)
+    advance_ema(state)
     with torch.no_grad():
-        dark = lambda x: ((x.amax(1) + 1) / 2 < 0.1).float().mean((1, 2)) > 0.5  # tiles mostly black
-        return {"loss_D": loss_D.detach(), "loss_G": loss_G.detach(),
-                "D_real": d_outputs(real_out, cfg.loss).mean(), "D_fake": d_outputs(fake_out, cfg.loss).mean(),
-                "D_acc": d_accuracy(real_out, fake_out, cfg.loss), "grad_D": grad_D, "grad_G": grad_G,
+        return {"loss_D": loss_D, "loss_G": loss_G,
+                "D_real": loss.outputs(real_out).mean(), "D_fake": loss.outputs(fake_out).mean(),
+                "D_acc": loss.accuracy(real_out, fake_out), "grad_D": grad_D, "grad_G": grad_G,
                 "diversity": _diversity(fake) / _diversity(real).clamp_min(1e-8),
-                "background_share": dark(fake.float()).float().mean(), "background_share_real": dark(real.float()).float().mean()}
+                "background_share": _dark(fake.float()).float().mean(),
+                "background_share_real": _dark(real.float()).float().mean()}
 
 # %% ../nbs/02_gan.ipynb #b9b406cb
 def gan_tiles(config: GANConfig, sections=None):
@@ -343,12 +286,9 @@ def train_gan(
     n_steps: int | None = None,  # stop after this many steps in total (default: config.n_steps)
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
 ):  # (run, state, (train, val))
-    "Train the GAN through the shared loop, with sample grids and checkpoints in the run folder."
-    train, val = tiles if tiles is not None else gan_tiles(config, sections)
+    "Train the GAN through the shared loop (genmodels.train), with sample grids and checkpoints in the run folder."
+    train_tiles, val_tiles = tiles if tiles is not None else gan_tiles(config, sections)
     state = make_gan_state(config, device, deterministic)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir("gan", config)
-    data = batches(train.dataset(augment=True, seed=config.seed), config.batch_size, seed=config.seed)
-    grid = SampleGrid(lambda s: sample_fom(s), every=config.sample_every, legend=colour_wheel(96))
-    run = fit(gan_step, state, data, n_steps or config.n_steps, [grid, Checkpoint(config.checkpoint_every), *callbacks],
-              run_dir=run_dir, kind="gan", resume=resume, progress=progress)
-    return run, state, (train, val)
+    run = train(config, gan_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample_fom, "gan", run_dir,
+                callbacks, resume, progress, n_steps, legend=colour_wheel(96))
+    return run, state, (train_tiles, val_tiles)
