@@ -14,13 +14,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
+from .core import require_field, require_positive
 from .fom import FOMTiler, colour_wheel, LazyMap
 from .synthetic import synthetic_section, TEXTURE_CONTRAST
+from .train import NonSaturating, TrainConfig, eval_mode, frozen, make_adversarial_state, optimise, to_uint8, train
 
 # %% auto #0
 __all__ = ['HEADS', 'Pix2PixConfig', 'Down', 'Up', 'UNet', 'hsv_to_rgb_torch', 'render_orientation', 'orientation_targets',
-           'patchgan_receptive_field', 'PatchGAN', 'make_pix2pix_state', 'generate', 'reconstruction_loss',
+           'patchgan_receptive_field', 'PatchGAN', 'make_pix2pix_state', 'translate', 'reconstruction_loss',
            'pix2pix_step', 'pix2pix_sections', 'pix2pix_tiles', 'train_pix2pix', 'check_transmittance', 'predict_tiles',
            'predict_section']
 
@@ -28,46 +29,38 @@ __all__ = ['HEADS', 'Pix2PixConfig', 'Down', 'Up', 'UNet', 'hsv_to_rgb_torch', '
 HEADS = ("rgb", "orientation")
 
 @dataclass(frozen=True)
-class Pix2PixConfig(Config):
+class Pix2PixConfig(TrainConfig):
     "Everything that defines a Pix2Pix run; saved in every checkpoint and compared on resume."
     tile_size: int = 64  # pixels across a tile; the U-Net's depth is log2(tile_size)
     head: str = "rgb"  # "rgb": G predicts the FOM's colours; "orientation": (cos 2φ, sin 2φ), flatness, tissue
-    g_width: int = 64  # channels of the U-Net's first block (doubling per level, at most g_max_width)
-    g_max_width: int = 512  # widest U-Net level
+    g_width: int = 64  # channels of the U-Net's first block (doubling per level, at most max_width)
+    max_width: int = 512  # widest U-Net level
     dropout: float = 0.5  # dropout in the three innermost decoder blocks: Pix2Pix's noise source
     d_layers: int = 3  # strided layers of the PatchGAN (3: 70×70 patches, 2: 34×34)
     d_width: int = 64  # channels of D's first layer
     adversarial: bool = True  # False: an L1-only U-Net, the baseline without a discriminator
     lambda_l1: float = 100.0  # weight of the L1 term against the adversarial one
-    lr: float = 2e-4  # Adam learning rate of G
-    lr_D_factor: float = 1.0  # D's learning rate is lr · lr_D_factor (below 1 keeps a winning D in check)
-    betas: tuple = (0.5, 0.999)  # Adam betas
+    lr_D: float = 2e-4  # Adam learning rate of D (below lr_G keeps a winning D in check)
     decay_from: float = 0.5  # constant learning rate, then linear decay to 0 from this fraction of the steps
     batch_size: int = 16  # tiles per step
-    n_steps: int = 20_000  # optimisation steps
     section_size: int = 2048  # pixels across each synthetic section
     n_sections: int = 8  # synthetic sections (seeds seed, seed + 1, ...)
     texture_contrast: float = TEXTURE_CONTRAST  # fibre-bundle texture of the synthetic sections (0: none; see 01a_synthetic)
     n_tiles: int = 20_000  # training tiles
     min_tissue: float = 0.5  # tiles need this tissue fraction
-    sample_every: int = 1000  # steps between sample grids
-    checkpoint_every: int = 2000  # steps between checkpoints
-    seed: int = 0  # seeds data, initialisation and training
-    mixed_precision: bool = False  # bfloat16 autocast (on CUDA in the full preset)
     channels_last: bool = True  # channels-last memory format for the convolutions
 
     presets = {
-        "quick": dict(tile_size=32, g_width=16, g_max_width=128, d_width=16, d_layers=2, batch_size=16, n_steps=600,
+        "quick": dict(tile_size=32, g_width=16, max_width=128, d_width=16, d_layers=2, batch_size=16, n_steps=600,
                       section_size=384, n_sections=3, n_tiles=2048, sample_every=200, checkpoint_every=400),
         "full": dict(mixed_precision=True),
     }
 
     def validate(self):
+        super().validate()
         require_field(self.tile_size in (16, 32, 64, 128, 256, 512), self, "tile_size", "a power of two from 16 to 512")
         require_field(self.head in HEADS, self, "head", f"one of {HEADS}")
-        for f in ("g_width", "g_max_width", "d_width", "d_layers", "batch_size", "n_steps", "section_size", "n_sections",
-                  "n_tiles", "sample_every", "checkpoint_every"):
-            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
+        require_positive(self, "g_width", "max_width", "d_width", "d_layers", "section_size", "n_sections", "n_tiles")
         require_field(0 <= self.dropout < 1, self, "dropout", "a probability in [0, 1)")
         require_field(isinstance(self.texture_contrast, (int, float)) and 0 <= self.texture_contrast <= 1, self, "texture_contrast", "a number in [0, 1]")
         require_field(0 <= self.decay_from <= 1, self, "decay_from", "a fraction in [0, 1]")
@@ -185,29 +178,29 @@ class PatchGAN(nn.Module):
         return self.net(torch.cat([transmittance, fom], 1))
 
 # %% ../nbs/03_pix2pix.ipynb #23e434e5
-def make_pix2pix_state(config: Pix2PixConfig, device=None, deterministic: bool = False) -> dict:
+def make_pix2pix_state(
+    config: Pix2PixConfig,  # what to train
+    device=None,  # None: CUDA, then MPS, then CPU
+    deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
+) -> dict:  # the adversarial state (no G_ema: Pix2Pix predicts with G itself), with learning-rate schedules
     "Fresh U-Net, PatchGAN, optimisers and schedules for a config, seeded by config.seed."
-    device = get_device(device)
-    seed_everything(config.seed, deterministic=deterministic)
-    G = UNet(config.tile_size, config.g_width, config.g_max_width, config.dropout, 3 if config.head == "rgb" else 4).to(device)
-    D = PatchGAN(config.d_layers, config.d_width).to(device)
-    if config.channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    fused = device.type == "cuda"
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=tuple(config.betas), fused=fused)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr * config.lr_D_factor, betas=tuple(config.betas), fused=fused)
+    build = lambda: (UNet(config.tile_size, config.g_width, config.max_width, config.dropout, 3 if config.head == "rgb" else 4),
+                     PatchGAN(config.d_layers, config.d_width))
     start = int(config.decay_from * config.n_steps)
     rate = lambda step: 1.0 if step < start else max(0.0, 1 - (step - start) / max(1, config.n_steps - start))
-    return {"config": config, "G": G, "D": D, "opt_G": opt_G, "opt_D": opt_D,
-            "sched_G": torch.optim.lr_scheduler.LambdaLR(opt_G, rate), "sched_D": torch.optim.lr_scheduler.LambdaLR(opt_D, rate)}
+    return make_adversarial_state(config, build, device, deterministic, ema=False, schedule=rate)
 
 
-def generate(G: nn.Module, head: str, transmittance: torch.Tensor) -> dict:
-    "G's prediction for transmittance [N, 1, S, S]: always a FOM [N, 3, S, S] in [-1, 1], and the orientation head's quantities."
+def translate(
+    G: nn.Module,  # the U-Net
+    head: str,  # "rgb" or "orientation"
+    transmittance: torch.Tensor,  # [N, 1, S, S] in [0, 1]
+) -> dict:  # {"fom": [N, 3, S, S] in [-1, 1]} (and the orientation head's cos2, sin2, flatness, tissue [N, S, S])
+    "G's translation of transmittance into a FOM, whatever the head."
     out = G(transmittance)
     return {"fom": torch.tanh(out)} if head == "rgb" else render_orientation(out)
 
-
+# %% ../nbs/03_pix2pix.ipynb #0721bad9
 def _tissue_target(batch: dict, transmittance: torch.Tensor) -> torch.Tensor:
     if "mask" in batch:
         return batch["mask"][:, 0].to(transmittance.device, torch.float32)
@@ -226,10 +219,14 @@ def reconstruction_loss(pred: dict, fom: torch.Tensor, tissue: torch.Tensor, hea
     tissue_term = F.binary_cross_entropy(pred["tissue"].clamp(1e-6, 1 - 1e-6), tissue)
     return direction + flatness + tissue_term
 
-
-def pix2pix_step(state: dict, batch: dict) -> dict:
+# %% ../nbs/03_pix2pix.ipynb #30878aba
+def pix2pix_step(
+    state: dict,  # a Pix2Pix state (make_pix2pix_state)
+    batch: dict,  # {"transmittance": [N, 1, S, S] in [0, 1], "fom": [N, 3, S, S] in [-1, 1], ("mask": [N, 1, S, S])}
+) -> dict:  # losses, D's outputs, gradient norms and the learning rate
     "One D update (if adversarial) and one G update on a batch of (transmittance, FOM) tiles."
     cfg, G, D = state["config"], state["G"], state["D"]
+    loss = NonSaturating()  # Pix2Pix's conditional GAN loss
     device = next(G.parameters()).device
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     t = batch["transmittance"].to(device).contiguous(memory_format=fmt)  # [N, 1, S, S] in [0, 1]
@@ -238,32 +235,26 @@ def pix2pix_step(state: dict, batch: dict) -> dict:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision)
     logs = {}
     with autocast:
-        pred = generate(G, cfg.head, t)
+        pred = translate(G, cfg.head, t)
     fake = pred["fom"].float()
     if cfg.adversarial:
+        # D: is this FOM the true one for this transmittance? (Pix2Pix halves D's objective)
         with autocast:
             real_out, fake_out = D(t, fom).float(), D(t, fake.detach()).float()
-        loss_D = 0.5 * (F.binary_cross_entropy_with_logits(real_out, torch.ones_like(real_out)) +
-                        F.binary_cross_entropy_with_logits(fake_out, torch.zeros_like(fake_out)))
-        state["opt_D"].zero_grad(set_to_none=True)
-        loss_D.backward()
-        state["opt_D"].step()
-        with autocast:
-            judged = D(t, fake).float()
-        adversarial = F.binary_cross_entropy_with_logits(judged, torch.ones_like(judged))
-        logs.update(loss_D=loss_D.detach(), D_real=torch.sigmoid(real_out).mean().detach(), D_fake=torch.sigmoid(fake_out).mean().detach(),
-                    D_acc=0.5 * ((real_out > 0).float().mean() + (fake_out < 0).float().mean()))
+        loss_D, grad_D = optimise(state["opt_D"], 0.5 * loss.d_loss(real_out, fake_out), D)
+        with frozen(D), autocast:  # G's gradient flows through D; D's weights need none
+            adversarial = loss.g_loss(D(t, fake).float())
+        logs.update(loss_D=loss_D, D_real=loss.outputs(real_out).mean().detach(), D_fake=loss.outputs(fake_out).mean().detach(),
+                    D_acc=loss.accuracy(real_out, fake_out), grad_D=grad_D)
     else:
         adversarial = torch.zeros((), device=device)
     l1 = reconstruction_loss({k: v.float() for k, v in pred.items()}, fom.float(), tissue, cfg.head)
-    loss_G = adversarial + cfg.lambda_l1 * l1
-    state["opt_G"].zero_grad(set_to_none=True)
-    loss_G.backward()
-    state["opt_G"].step()
+    loss_G, grad_G = optimise(state["opt_G"], adversarial + cfg.lambda_l1 * l1, G)
     state["sched_G"].step()
     if cfg.adversarial:
         state["sched_D"].step()
-    return {**logs, "loss_G": loss_G.detach(), "loss_G_adv": adversarial.detach(), "loss_L1": l1.detach(),
+    state["steps_done"] += 1
+    return {**logs, "loss_G": loss_G, "loss_G_adv": adversarial.detach(), "loss_L1": l1.detach(), "grad_G": grad_G,
             "lr": state["opt_G"].param_groups[0]["lr"]}
 
 # %% ../nbs/03_pix2pix.ipynb #fb9f9aa8
@@ -303,17 +294,14 @@ def train_pix2pix(
     n_steps: int | None = None,  # stop after this many steps in total (default: config.n_steps)
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
 ):  # (run, state, (train, val, test))
-    "Train Pix2Pix through the shared loop, with sample grids and checkpoints in the run folder."
-    train, val, test = tiles if tiles is not None else pix2pix_tiles(config, sections)
+    "Train Pix2Pix through the shared loop (genmodels.train), with sample grids and checkpoints in the run folder."
+    train_tiles, val_tiles, test_tiles = tiles if tiles is not None else pix2pix_tiles(config, sections)
     state = make_pix2pix_state(config, device, deterministic)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir("pix2pix", config)
-    data = batches(train.dataset(augment=True, seed=config.seed), config.batch_size, seed=config.seed)
-    shown = val.tiles["transmittance"][:8]
-    grid = SampleGrid(lambda s: np.concatenate([predict_tiles(s, shown), val.tiles["fom"][:8]]), every=config.sample_every,
-                      legend=colour_wheel(96))
-    run = fit(pix2pix_step, state, data, n_steps or config.n_steps, [grid, Checkpoint(config.checkpoint_every), *callbacks],
-              run_dir=run_dir, kind=f"pix2pix", resume=resume, progress=progress)
-    return run, state, (train, val, test)
+    shown = val_tiles.tiles["transmittance"][:8]
+    sample = lambda s: np.concatenate([predict_tiles(s, shown), val_tiles.tiles["fom"][:8]])  # predictions above truth
+    run = train(config, pix2pix_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample, "pix2pix",
+                run_dir, callbacks, resume, progress, n_steps, legend=colour_wheel(96))
+    return run, state, (train_tiles, val_tiles, test_tiles)
 
 # %% ../nbs/03_pix2pix.ipynb #9e0fac0f
 def check_transmittance(transmittance, name: str = "transmittance") -> np.ndarray:
@@ -339,11 +327,9 @@ def predict_tiles(state: dict, transmittance, batch_size: int = 64) -> np.ndarra
     if t.ndim != 3 or t.shape[1:] != (cfg.tile_size, cfg.tile_size):
         raise ValueError(f"transmittance: expected tiles [N, {cfg.tile_size}, {cfg.tile_size}] for this model, found shape {t.shape}")
     device = next(G.parameters()).device
-    was = G.training
-    G.eval()
-    out = [generate(G, cfg.head, torch.from_numpy(chunk[:, None]).to(device))["fom"] for chunk in np.array_split(t, max(1, -(-len(t) // batch_size)))]
-    G.train(was)
-    return ((torch.cat(out).float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    chunks = np.array_split(t, max(1, -(-len(t) // batch_size)))
+    with eval_mode(G):
+        return to_uint8(torch.cat([translate(G, cfg.head, torch.from_numpy(chunk[:, None]).to(device))["fom"] for chunk in chunks]))
 
 # %% ../nbs/03_pix2pix.ipynb #9b5d357d
 @torch.no_grad()
@@ -369,13 +355,9 @@ def predict_section(
         r = render_orientation(out)
         return torch.stack([r["cos2"], r["sin2"], r["flatness"], r["tissue"]], 1)
 
-    was = G.training
-    G.eval()
-    try:
+    with eval_mode(G):
         out = torch.from_numpy(sliding_window(blendable, t, cfg.tile_size, overlap=overlap, batch_size=batch_size,
                                               device=device, progress=progress))
-    finally:
-        G.train(was)
     if cfg.head == "rgb":
         rgb = (out.permute(1, 2, 0).clamp(-1, 1) + 1) / 2
     else:

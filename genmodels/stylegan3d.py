@@ -5,7 +5,6 @@
 # %% ../nbs/05_stylegan3d.ipynb #38515eb8
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from .core import (Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid,
-                            new_run_dir, check_output_path, load_checkpoint, CheckpointError, world_size)
-from .gan import GAN_LOSSES, MinibatchStd, d_loss, g_loss, r1_penalty, d_accuracy, update_ema
+from .core import (CheckpointError, check_output_path, load_checkpoint, preserved_global_state, require_field,
+                            require_positive)
+from .distributed import world_size
+from .gan import GAN_LOSSES, MinibatchStd
+from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
+                             r1_penalty, to_uint8, train)
 from .mri import MODALITIES, load_case_cached, read_label_table, case_labels
 
 # %% auto #0
@@ -397,7 +399,7 @@ class Discriminator3D(nn.Module):
 
 # %% ../nbs/05_stylegan3d.ipynb #f6a2aeef
 @dataclass(frozen=True)
-class StyleGAN3DConfig(Config):
+class StyleGAN3DConfig(TrainConfig):
     "Everything that defines a 3D StyleGAN run; saved in every checkpoint and compared on resume."
     size: int = 128  # edge of the generated cube in voxels: 16, 32, 64, 128 or 256
     z_dim: int = 128  # size of the latent vector z
@@ -405,7 +407,7 @@ class StyleGAN3DConfig(Config):
     mapping_layers: int = 2  # depth of the mapping network (StyleGAN2's choice at small resolutions)
     g_width: int = 16  # G's channels at the output resolution (doubling towards 4³)
     d_width: int = 16  # D's channels at the input resolution (doubling towards 4³)
-    max_channels: int = 256  # cap on the channels of any block of G and D
+    max_width: int = 256  # cap on the channels of any block of G and D
     loss: str = "lsgan"  # "lsgan" (the seed's), "nonsaturating" or "hinge"
     r1_gamma: float = 0.0  # weight of the R1 penalty on real volumes (0: off)
     spectral_norm: bool = False  # spectral normalisation of D's weights
@@ -415,39 +417,34 @@ class StyleGAN3DConfig(Config):
     betas: tuple = (0.0, 0.99)  # Adam betas (StyleGAN's)
     batch_size: int = 4  # volumes per optimisation step (the seed's)
     accumulate: int = 1  # micro-batches per step: gradients of batch_size / accumulate volumes are summed
-    n_steps: int = 20_000  # optimisation steps (one D and one G update each)
-    ema_decay: float = 0.999  # exponential moving average of G's weights, used for sampling
+    ema_halflife: float = 2_500  # volumes after which an old weight counts half in G_ema
+    ema_rampup: float | None = 0.05  # the half-life is at most this share of the volumes seen (None: off)
     mixing_prob: float = 0.9  # share of generated samples with two styles (style mixing)
-    mixed_precision: bool = False  # bfloat16 autocast (on CUDA in the full preset)
     checkpointing: bool = False  # activation checkpointing of G's and D's blocks (less memory, ~30% more time)
-    sample_every: int = 1000  # steps between sample grids
-    checkpoint_every: int = 2000  # steps between checkpoints
-    seed: int = 0  # seeds initialisation and training
 
     presets = {
-        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_channels=64, n_steps=240, ema_decay=0.98,
+        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=240,
                       mixing_prob=0.5, sample_every=80, checkpoint_every=120),
         "full": dict(mixed_precision=True),
     }
 
     def validate(self):
+        super().validate()
         require_field(self.size in (16, 32, 64, 128, 256), self, "size", "a power of two from 16 to 256")
-        for f in ("z_dim", "w_dim", "mapping_layers", "g_width", "d_width", "max_channels", "batch_size", "accumulate",
-                  "n_steps", "sample_every", "checkpoint_every"):
-            require_field(isinstance(getattr(self, f), int) and getattr(self, f) > 0, self, f, "a positive integer")
+        require_positive(self, "z_dim", "w_dim", "mapping_layers", "g_width", "d_width", "max_width", "accumulate")
         require_field(self.batch_size % self.accumulate == 0, self, "accumulate", f"a divisor of batch_size ({self.batch_size})")
         require_field(self.loss in GAN_LOSSES, self, "loss", f"one of {GAN_LOSSES}")
-        require_field(self.lr_G > 0 and self.lr_D > 0, self, "lr_G" if self.lr_G <= 0 else "lr_D", "> 0")
         require_field(self.r1_gamma >= 0, self, "r1_gamma", "≥ 0")
-        require_field(0 <= self.ema_decay < 1, self, "ema_decay", "a value in [0, 1)")
+        require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of volumes > 0")
+        require_field(self.ema_rampup is None or self.ema_rampup > 0, self, "ema_rampup", "None or a share > 0")
         require_field(0 <= self.mixing_prob <= 1, self, "mixing_prob", "a probability in [0, 1]")
 
 
 def build_networks(config: StyleGAN3DConfig, label_dim: int) -> tuple:  # (G, D), on the current default device
     "G and D for a config and a label size."
-    G = Generator3D(config.size, config.z_dim, config.w_dim, label_dim, config.g_width, config.max_channels,
+    G = Generator3D(config.size, config.z_dim, config.w_dim, label_dim, config.g_width, config.max_width,
                     config.mapping_layers, checkpointing=config.checkpointing)
-    D = Discriminator3D(config.size, label_dim, config.d_width, config.max_channels, minibatch_std=config.minibatch_std,
+    D = Discriminator3D(config.size, label_dim, config.d_width, config.max_width, minibatch_std=config.minibatch_std,
                         spectral=config.spectral_norm, checkpointing=config.checkpointing)
     return G, D
 
@@ -559,44 +556,34 @@ def make_stylegan_state(
     affine=None,  # 4×4 voxel → mm affine of generated volumes (for NIfTI export); None: 1 mm voxels at the origin
     device=None,  # None: CUDA, then MPS, then CPU
     deterministic: bool = False,  # deterministic torch kernels
-) -> dict:  # the state fit trains and checkpoints
+) -> dict:  # the adversarial state, with the label spec, the affine and fixed z and labels for sample grids
     "Fresh G, D, G_ema and optimisers for a config and label spec, seeded by config.seed."
-    device = get_device(device)
-    seed_everything(config.seed, deterministic=deterministic)
-    label_dim = len(label_names(spec))
-    G, D = build_networks(config, label_dim)
-    G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    G_ema.checkpointing = False
-    fused = device.type == "cuda"
+    state = make_adversarial_state(config, lambda: build_networks(config, len(label_names(spec))), device, deterministic)
+    state["G_ema"].checkpointing = False  # G_ema never trains: nothing to save memory for
     combos = label_combinations(spec)
     n_fixed = max(8, len(combos))
-    return {
-        "config": config, "G": G, "D": D, "G_ema": G_ema,
-        "opt_G": torch.optim.Adam(G.parameters(), lr=config.lr_G, betas=tuple(config.betas), fused=fused),
-        "opt_D": torch.optim.Adam(D.parameters(), lr=config.lr_D, betas=tuple(config.betas), fused=fused),
+    state.update({
         "label_spec": spec,
         "affine": torch.as_tensor(np.eye(4) if affine is None else np.asarray(affine), dtype=torch.float64),
         "z_fixed": torch.randn(n_fixed, config.z_dim, generator=torch.Generator().manual_seed(config.seed)),
         "labels_fixed": torch.from_numpy(np.stack([encode_labels(spec, combos[k % len(combos)]) for k in range(n_fixed)])),
-        "steps_done": torch.zeros((), dtype=torch.long),
-    }
+    })
+    return state
 
-
-def _grad_norm(module) -> torch.Tensor:
-    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
-    return torch.stack(norms).norm() if norms else torch.zeros(())
-
-
+# %% ../nbs/05_stylegan3d.ipynb #63047672
 def _spread(volumes) -> torch.Tensor:
     "Mean pairwise L1 distance of 4³ thumbnails of a batch [N, C, S, S, S]."
     thumbs = F.adaptive_avg_pool3d(volumes.detach().float(), 4).flatten(1)
     return torch.pdist(thumbs, p=1).mean() / thumbs.shape[1]
 
 
-def stylegan_step(state: dict, batch: dict) -> dict:
-    "One D update and one G update on a batch of real volumes and their labels; returns losses and balance numbers."
+def stylegan_step(
+    state: dict,  # a 3D StyleGAN state (make_stylegan_state)
+    batch: dict,  # {"volume": [N, 1, S, S, S] in [-1, 1], "labels": [N, L]}
+) -> dict:  # losses and balance numbers
+    "One D update and one G update on a batch of real volumes and their labels, in config.accumulate micro-batches."
     cfg, G, D = state["config"], state["G"], state["D"]
+    loss = LOSSES[cfg.loss]()
     device = next(G.parameters()).device
     real = batch["volume"].to(device, non_blocking=True)  # [N, 1, S, S, S] in [-1, 1]
     labels = batch["labels"].to(device, non_blocking=True)  # [N, L]
@@ -604,64 +591,65 @@ def stylegan_step(state: dict, batch: dict) -> dict:
     if n % parts:
         raise ValueError(f"batch: {n} volumes cannot be split into accumulate={parts} equal micro-batches")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision)
+    reals, label_parts = real.chunk(parts), labels.chunk(parts)
 
     # discriminator: real volumes towards "real", generated ones towards "fake", for the same labels
-    state["opt_D"].zero_grad(set_to_none=True)
-    loss_D, real_out, fake_out, fakes = 0.0, [], [], []
-    z_all = torch.randn(n, cfg.z_dim, device=device)  # drawn for the whole batch: the same z whatever `accumulate` is
-    for r, l, z in zip(real.chunk(parts), labels.chunk(parts), z_all.chunk(parts)):
+    z_D = torch.randn(n, cfg.z_dim, device=device).chunk(parts)  # drawn for the whole batch: the same z whatever `accumulate` is
+    real_out, fake_out, fakes = [], [], []
+
+    def d_part(k):  # D's loss on micro-batch k
         with autocast:
             with torch.no_grad():
-                fake = G(z, l, mixing_prob=cfg.mixing_prob)
-            ro, fo = D(r, l).float(), D(fake, l).float()
-            loss = d_loss(ro, fo, cfg.loss)
+                fake = G(z_D[k], label_parts[k], mixing_prob=cfg.mixing_prob)
+            ro, fo = D(reals[k], label_parts[k]).float(), D(fake, label_parts[k]).float()
+            part = loss.d_loss(ro, fo)
         if cfg.r1_gamma > 0:
-            loss = loss + 0.5 * cfg.r1_gamma * r1_penalty(lambda x: D(x, l), r)
-        (loss / parts).backward()
-        loss_D, real_out, fake_out, fakes = loss_D + loss.detach() / parts, real_out + [ro.detach()], fake_out + [fo.detach()], fakes + [fake]
-    grad_D = _grad_norm(D)
-    state["opt_D"].step()
+            part = part + 0.5 * cfg.r1_gamma * r1_penalty(lambda x: D(x, label_parts[k]), reals[k])
+        real_out.append(ro.detach()); fake_out.append(fo.detach()); fakes.append(fake)
+        return part
 
-    # generator: make D call its volumes real, for the labels asked
-    state["opt_G"].zero_grad(set_to_none=True)
-    loss_G = 0.0
-    D.requires_grad_(False)  # gradients flow through D to G, but D's own weight gradients are not needed here
-    for l, z in zip(labels.chunk(parts), torch.randn(n, cfg.z_dim, device=device).chunk(parts)):
+    loss_D, grad_D = optimise(state["opt_D"], d_part, D, accumulate=parts)
+
+    # generator: make D call its volumes real, for the labels asked (D's weights need no gradient here)
+    z_G = torch.randn(n, cfg.z_dim, device=device).chunk(parts)
+
+    def g_part(k):  # G's loss on micro-batch k
         with autocast:
-            loss = g_loss(D(G(z, l, mixing_prob=cfg.mixing_prob), l).float(), cfg.loss)
-        (loss / parts).backward()
-        loss_G = loss_G + loss.detach() / parts
-    D.requires_grad_(True)
-    grad_G = _grad_norm(G)
-    state["opt_G"].step()
-    update_ema(state["G_ema"], G, cfg.ema_decay)
-    state["steps_done"] += 1
+            return loss.g_loss(D(G(z_G[k], label_parts[k], mixing_prob=cfg.mixing_prob), label_parts[k]).float())
+
+    with frozen(D):
+        loss_G, grad_G = optimise(state["opt_G"], g_part, G, accumulate=parts)
+    advance_ema(state)
     real_out, fake_out = torch.cat(real_out), torch.cat(fake_out)
-    return {"loss_D": loss_D, "loss_G": loss_G, "D_real": real_out.mean(), "D_fake": fake_out.mean(),
-            "D_acc": d_accuracy(real_out, fake_out, cfg.loss), "grad_D": grad_D, "grad_G": grad_G,
+    return {"loss_D": loss_D, "loss_G": loss_G, "D_real": loss.outputs(real_out).mean(), "D_fake": loss.outputs(fake_out).mean(),
+            "D_acc": loss.accuracy(real_out, fake_out), "grad_D": grad_D, "grad_G": grad_G,
             "diversity": _spread(torch.cat(fakes)) / _spread(real).clamp_min(1e-8)}
 
 # %% ../nbs/05_stylegan3d.ipynb #b8ae3efb
-def to_uint8_slices(volumes, axis: int = 2, index: int | None = None) -> np.ndarray:
-    "Volumes [N, 1, S, S, S] or [N, S, S, S] in [-1, 1] → grey uint8 images [N, S, S, 3] of one plane (superior/anterior up)."
+def to_uint8_slices(
+    volumes,  # [N, 1, S, S, S] or [N, S, S, S] in [-1, 1]
+    axis: int = 2,  # the axis the plane fixes: 0 sagittal, 1 coronal, 2 axial
+    index: int | None = None,  # the slice along that axis (None: the middle one)
+) -> np.ndarray:  # grey uint8 images [N, S, S, 3], superior/anterior up
+    "One plane of each volume as an image."
     v = torch.as_tensor(volumes).detach().float().cpu()
     v = v[:, 0] if v.dim() == 5 else v
     index = v.shape[1 + axis] // 2 if index is None else index
     planes = v.select(1 + axis, index)  # [N, a, b]
-    images = torch.rot90(planes, 1, (1, 2))
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[..., None].expand(-1, -1, -1, 3).numpy()
+    return to_uint8(torch.rot90(planes, 1, (1, 2))[:, None])
 
 
 @torch.no_grad()
-def sample_slices(state: dict, ema: bool = True) -> np.ndarray:
-    "Mid axial slices of volumes generated for the fixed z and labels: uint8 [n, S, S, 3]."
+def sample_slices(
+    state: dict,  # a 3D StyleGAN state
+    ema: bool = True,  # sample from G_ema (else from G)
+) -> np.ndarray:  # uint8 [n, S, S, 3]
+    "Mid axial slices of volumes generated for the fixed z and labels."
     G = state["G_ema"] if ema else state["G"]
     device = next(G.parameters()).device
-    was = G.training
-    G.eval()
-    out = G(state["z_fixed"].to(device), state["labels_fixed"].to(device), noise=torch.Generator().manual_seed(0))
-    G.train(was)
-    return to_uint8_slices(out)
+    with eval_mode(G):
+        return to_uint8_slices(G(state["z_fixed"].to(device), state["labels_fixed"].to(device),
+                                 noise=torch.Generator().manual_seed(0)))
 
 
 def train_stylegan(
@@ -676,7 +664,7 @@ def train_stylegan(
     n_steps: int | None = None,  # stop after this many steps in total (default: config.n_steps)
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
 ):  # (run, state)
-    "Train the 3D StyleGAN through the shared loop, with sample grids and checkpoints in the run folder."
+    "Train the 3D StyleGAN through the shared loop (genmodels.train), with sample grids and checkpoints in the run folder."
     if len(train_set) < config.batch_size:
         raise ValueError(f"train_set: {len(train_set)} volumes, fewer than batch_size {config.batch_size}")
     size = train_set.cases[0]["images"].shape[-1]
@@ -687,11 +675,8 @@ def train_stylegan(
     if affine is None:
         affine = np.median(np.stack([c["affine"] for c in train_set.cases]), 0)
     state = make_stylegan_state(config, train_set.spec, affine, device, deterministic)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir("stylegan3d", config)
-    data = batches(train_set, config.batch_size, seed=config.seed)
-    grid = SampleGrid(sample_slices, every=config.sample_every)
-    run = fit(stylegan_step, state, data, n_steps or config.n_steps, [grid, Checkpoint(config.checkpoint_every), *callbacks],
-              run_dir=run_dir, kind="stylegan3d", resume=resume, progress=progress)
+    run = train(config, stylegan_step, state, train_set, sample_slices, "stylegan3d", run_dir, callbacks, resume, progress,
+                n_steps)
     return run, state
 
 # %% ../nbs/05_stylegan3d.ipynb #25e619de
@@ -730,13 +715,11 @@ def generate(
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G.z_dim, generator=generator).to(device)
     centre = w_centre(G, y, seed=seed + 1) if truncation != 1 else None
-    was = G.training
-    G.eval()
     out = []
-    for k in range(0, n, batch_size):
-        c = centre[k:k + batch_size] if centre is not None else None
-        out.append(G(z[k:k + batch_size], y[k:k + batch_size], truncation, c, noise=generator).float().clamp(-1, 1).cpu())
-    G.train(was)
+    with eval_mode(G):
+        for k in range(0, n, batch_size):
+            c = centre[k:k + batch_size] if centre is not None else None
+            out.append(G(z[k:k + batch_size], y[k:k + batch_size], truncation, c, noise=generator).float().clamp(-1, 1).cpu())
     return torch.cat(out)[:, 0].numpy()
 
 # %% ../nbs/05_stylegan3d.ipynb #1ef0bfd2
@@ -750,7 +733,8 @@ def load_stylegan(
     if "label_spec" not in tensors:
         raise CheckpointError(f"checkpoint {path}: has no label encoding; expected a checkpoint written by train_stylegan")
     config = StyleGAN3DConfig.from_dict(checkpoint["config"])
-    state = make_stylegan_state(config, tensors["label_spec"], tensors.get("affine"), device)
+    with preserved_global_state():  # building seeds the global RNG; loading must leave the caller's streams alone
+        state = make_stylegan_state(config, tensors["label_spec"], tensors.get("affine"), device)
     for key in ("G", "D", "G_ema", "opt_G", "opt_D"):
         try:
             state[key].load_state_dict(checkpoint["parts"][key])

@@ -97,7 +97,7 @@ def tiny_gan():
 
 def tiny_pix2pix():
     from genmodels.pix2pix import Pix2PixConfig
-    return Pix2PixConfig.preset("quick", tile_size=32, g_width=4, g_max_width=8, d_width=4, batch_size=4, n_steps=2, n_sections=1,
+    return Pix2PixConfig.preset("quick", tile_size=32, g_width=4, max_width=8, d_width=4, batch_size=4, n_steps=2, n_sections=1,
                                 section_size=256, n_tiles=32, sample_every=2, checkpoint_every=1)
 
 
