@@ -93,7 +93,9 @@ def get_rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict):
+def set_rng_state(
+    state: dict,  # random states from get_rng_state (e.g. a checkpoint's "rng")
+):
     "Restore random states saved by `get_rng_state`."
     import torch
     version, internal, gauss = state["python"]
@@ -132,14 +134,21 @@ class Config:
         "Raise ValueError naming the field when a value is out of range (subclasses extend this)."
 
     @classmethod
-    def preset(cls, name: str = "quick", **overrides):
+    def preset(
+        cls,
+        name: str = "quick",  # a key of cls.presets, e.g. "quick" or "full"
+        **overrides,  # fields to set instead of the preset's values
+    ):
         "The named preset, with some fields overridden."
         if name not in cls.presets:
             raise ValueError(f"preset: expected one of {sorted(cls.presets)}, found {name!r}")
         return cls.from_dict({**cls.presets[name], **overrides})
 
     @classmethod
-    def from_dict(cls, values: dict):
+    def from_dict(
+        cls,
+        values: dict,  # field name -> plain value (e.g. a checkpoint's config)
+    ):
         "Build from plain values, refusing names the config does not have."
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -155,14 +164,22 @@ class Config:
         "Plain, JSON-ready values."
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def diff(self, other: dict | "Config") -> dict:
+    def diff(
+        self,
+        other: dict | "Config",  # another config, or its to_dict()
+    ) -> dict:
         "Fields whose values differ from `other`: name -> (mine, theirs)."
         theirs = other.to_dict() if isinstance(other, Config) else dict(other)
         mine = self.to_dict()
         return {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
 
 
-def require_field(condition: bool, config, field_name: str, expected: str):
+def require_field(
+    condition: bool,  # what must hold
+    config,  # the config being validated
+    field_name: str,  # the field the condition is about
+    expected: str,  # what was expected, in words
+):
     "Raise ValueError naming the config's field, what was expected and what was found, unless `condition` holds."
     if not condition:
         raise ValueError(f"{type(config).__name__}.{field_name}: expected {expected}, found {getattr(config, field_name)!r}")
@@ -366,13 +383,23 @@ class Callback:
     order: int = 0  # callbacks run in increasing order
     all_ranks: bool = False  # under torchrun, run on every process, not only on process 0 (which writes the files)
 
-    def on_start(self, run):
+    def on_start(
+        self,
+        run,  # the Run
+    ):
         "Before the first step (also when resuming)."
 
-    def on_step(self, run, logs: dict):
+    def on_step(
+        self,
+        run,  # the Run
+        logs: dict,  # this step's numbers, with "step" and "step_time"
+    ):
         "After every step, with that step's logs."
 
-    def on_end(self, run):
+    def on_end(
+        self,
+        run,  # the Run
+    ):
         "After the last step, or after a stop."
 
 
@@ -443,7 +470,9 @@ def _batch_problem(batch) -> str | None:
     return None
 
 
-def checkpoint_state(run: Run) -> dict:
+def checkpoint_state(
+    run: Run,  # the Run to save
+) -> dict:  # config, step, parts' state_dicts, other tensors, random states
     "The checkpoint of a run: the state_dict of every part, the config, the step and random states."
     parts = {k: v.state_dict() for k, v in run.state.items() if hasattr(v, "state_dict")}
     tensors = {k: v for k, v in run.state.items() if k != "config" and not hasattr(v, "state_dict")}
@@ -452,7 +481,11 @@ def checkpoint_state(run: Run) -> dict:
             "tensors": tensors, "rng": get_rng_state()}
 
 
-def restore_state(state: dict, checkpoint: dict, path) -> int:
+def restore_state(
+    state: dict,  # the fresh state to load into
+    checkpoint: dict,  # a checkpoint dict (load_checkpoint)
+    path,  # where it came from (for messages)
+) -> int:  # the step the checkpoint was written at
     "Load a checkpoint into a state (same kind and config), returning its step."
     config = state.get("config")
     if isinstance(config, Config):
@@ -554,41 +587,71 @@ class Checkpoint(Callback):
     "Save the run every `every` steps and at the end, to run_dir/checkpoint.pt."
     order = 100  # after the other callbacks of a step
 
-    def __init__(self, every: int | None = None, name: str = "checkpoint.pt"):
+    def __init__(
+        self,
+        every: int | None = None,  # steps between checkpoints (None: only at the end)
+        name: str = "checkpoint.pt",  # file name inside the run folder
+    ):
         self.every, self.name = every, name
 
-    def save(self, run):
+    def save(
+        self,
+        run,  # the Run
+    ):
         if run.run_dir is None:
             raise ValueError("Checkpoint: fit needs a run_dir to save checkpoints into")
         run.last_checkpoint = save_checkpoint(run.run_dir / self.name, checkpoint_state(run), kind=run.kind)
 
-    def on_step(self, run, logs):
+    def on_step(
+        self,
+        run,  # the Run
+        logs,  # this step's numbers
+    ):
         if self.every and run.step % self.every == 0:
             self.save(run)
 
-    def on_end(self, run):
+    def on_end(
+        self,
+        run,  # the Run
+    ):
         if run.last_checkpoint is None or load_step(run.last_checkpoint) != run.step:
             self.save(run)
 
 
-def load_step(path) -> int:
+def load_step(
+    path,  # a checkpoint.pt
+) -> int:
     "The step a checkpoint was written at."
     return int(load_checkpoint(path)["step"])
 
 
 class SampleGrid(Callback):
     "Every `every` steps, save `sample(state)` (uint8 images [n, H, W, 3]) as run_dir/samples/step_NNNNNN.png."
-    def __init__(self, sample, every: int, legend=None, n_columns: int = 8):
+    def __init__(
+        self,
+        sample,  # sample(state) -> uint8 images [n, H, W, 3]
+        every: int,  # steps between grids
+        legend=None,  # an image shown beside each grid (e.g. the FOM colour wheel), or None
+        n_columns: int = 8,  # images per row
+    ):
         self.sample, self.every, self.legend, self.n_columns = sample, every, legend, n_columns
         self.paths = []
 
-    def on_step(self, run, logs):
+    def on_step(
+        self,
+        run,  # the Run
+        logs,  # this step's numbers
+    ):
         if run.run_dir is not None and run.step % self.every == 0:
             self.paths.append(save_grid(self.sample(run.state), run.run_dir / "samples" / f"step_{run.step:06d}.png",
                                         self.n_columns, self.legend, title=f"step {run.step}"))
 
 
-def image_grid(images, n_columns: int = 8, pad: int = 2):
+def image_grid(
+    images,  # uint8 images [n, H, W, 3]
+    n_columns: int = 8,  # images per row
+    pad: int = 2,  # white pixels between images
+):  # uint8 [rows · (H + pad) + pad, cols · (W + pad) + pad, 3]
     "Tile uint8 images [n, H, W, 3] into one image with white gaps."
     import numpy as np
     images = np.asarray(images)
@@ -601,7 +664,13 @@ def image_grid(images, n_columns: int = 8, pad: int = 2):
     return grid
 
 
-def save_grid(images, path, n_columns: int = 8, legend=None, title: str = "") -> Path:
+def save_grid(
+    images,  # uint8 images [n, H, W, 3]
+    path,  # the .png to write
+    n_columns: int = 8,  # images per row
+    legend=None,  # an image shown beside the grid, or None
+    title: str = "",  # title above the grid
+) -> Path:  # the file written
     "Save a grid of uint8 images as PNG, with an optional legend image (e.g. the FOM colour wheel) beside it."
     import matplotlib
     import matplotlib.pyplot as plt
@@ -619,13 +688,25 @@ def save_grid(images, path, n_columns: int = 8, legend=None, title: str = "") ->
 
 class Abort(Callback):
     "Stop training when `when(run)` is true, after `max_seconds`, or when `stop_file` appears."
-    def __init__(self, when=None, max_seconds: float | None = None, stop_file=None):
+    def __init__(
+        self,
+        when=None,  # when(run) -> True to stop, or None
+        max_seconds: float | None = None,  # stop after this much wall time, or None
+        stop_file=None,  # stop when this file appears, or None
+    ):
         self.when, self.max_seconds, self.stop_file = when, max_seconds, Path(stop_file) if stop_file else None
 
-    def on_start(self, run):
+    def on_start(
+        self,
+        run,  # the Run
+    ):
         self.t0 = time.perf_counter()
 
-    def on_step(self, run, logs):
+    def on_step(
+        self,
+        run,  # the Run
+        logs,  # this step's numbers
+    ):
         if self.when is not None and self.when(run):
             run.stop, run.stop_reason = True, "stopped by the abort condition"
         elif self.max_seconds is not None and time.perf_counter() - self.t0 > self.max_seconds:

@@ -17,7 +17,7 @@ from .core import require_field, require_positive
 from .fom import FOMTiler, colour_wheel
 from .synthetic import synthetic_section
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
-                             r1_penalty, to_uint8, train)
+                             r1_penalty, to_uint8, train_model)
 
 # %% auto #0
 __all__ = ['GAN_LOSSES', 'GANConfig', 'UpBlock', 'Generator', 'MinibatchStd', 'DownBlock', 'Discriminator', 'instance_noise',
@@ -77,7 +77,11 @@ def _channels(width: int, n_blocks: int, cap: int = 8) -> list[int]:
 
 class UpBlock(nn.Module):
     "Double the resolution: nearest upsampling, 3×3 convolution, batch norm, ReLU."
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input
+        out_channels: int,  # channels of the output (twice the size)
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
@@ -88,7 +92,12 @@ class UpBlock(nn.Module):
 
 class Generator(nn.Module):
     "z [N, z_dim] → FOM tile [N, 3, S, S] in [-1, 1]."
-    def __init__(self, z_dim: int = 128, tile_size: int = 64, width: int = 64):
+    def __init__(
+        self,
+        z_dim: int = 128,  # size of the latent vector z
+        tile_size: int = 64,  # pixels across a generated tile (a power of two)
+        width: int = 64,  # channels of the last block (doubling towards 4×4, at most 8×)
+    ):
         super().__init__()
         n_blocks = int(math.log2(tile_size)) - 2
         channels = _channels(width, n_blocks)
@@ -104,7 +113,10 @@ class Generator(nn.Module):
 # %% ../nbs/02_gan.ipynb #5c4b02e0
 class MinibatchStd(nn.Module):
     "Append the mean standard deviation over groups of the batch as one more channel."
-    def __init__(self, group_size: int = 4):
+    def __init__(
+        self,
+        group_size: int = 4,  # images per group whose spread is measured (at most the batch)
+    ):
         super().__init__()
         self.group_size = group_size
 
@@ -120,7 +132,13 @@ class MinibatchStd(nn.Module):
 
 class DownBlock(nn.Module):
     "Halve the resolution: strided 4×4 convolution, LeakyReLU, dropout."
-    def __init__(self, in_channels: int, out_channels: int, dropout: float, spectral: bool):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input
+        out_channels: int,  # channels of the output (half the size)
+        dropout: float,  # dropout probability after the activation
+        spectral: bool,  # spectral normalisation of the convolution
+    ):
         super().__init__()
         conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1)
         self.conv = nn.utils.parametrizations.spectral_norm(conv) if spectral else conv
@@ -132,8 +150,14 @@ class DownBlock(nn.Module):
 
 class Discriminator(nn.Module):
     "FOM tile [N, 3, S, S] in [-1, 1] → one logit per tile [N]."
-    def __init__(self, tile_size: int = 64, width: int = 64, dropout: float = 0.3,
-                 minibatch_std: bool = True, spectral: bool = False):
+    def __init__(
+        self,
+        tile_size: int = 64,  # pixels across an input tile
+        width: int = 64,  # channels of the first block (doubling per block, at most 8×)
+        dropout: float = 0.3,  # dropout in every block
+        minibatch_std: bool = True,  # append the batch's spread as a feature map
+        spectral: bool = False,  # spectral normalisation of every convolution
+    ):
         super().__init__()
         n_blocks = int(math.log2(tile_size)) - 2
         channels = _channels(width, n_blocks)[::-1]  # widest at 4×4
@@ -261,7 +285,10 @@ def gan_step(
                 "background_share_real": _dark(real.float()).float().mean()}
 
 # %% ../nbs/02_gan.ipynb #b9b406cb
-def gan_tiles(config: GANConfig, sections=None):
+def gan_tiles(
+    config: GANConfig,  # tile_size, min_tissue, n_tiles, batch_size, seed and the synthetic sections' fields
+    sections=None,  # sections to tile (default: synthetic ones)
+):  # (train TileBatch, val TileBatch)
     "Training and validation FOM tiles for a config: (train TileBatch, val TileBatch)."
     if sections is None:
         sections = [synthetic_section(config.section_size, seed=config.seed + k) for k in range(config.n_sections)]
@@ -289,6 +316,6 @@ def train_gan(
     "Train the GAN through the shared loop (genmodels.train), with sample grids and checkpoints in the run folder."
     train_tiles, val_tiles = tiles if tiles is not None else gan_tiles(config, sections)
     state = make_gan_state(config, device, deterministic)
-    run = train(config, gan_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample_fom, "gan", run_dir,
+    run = train_model(config, gan_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample_fom, "gan", run_dir,
                 callbacks, resume, progress, n_steps, legend=colour_wheel(96))
     return run, state, (train_tiles, val_tiles)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from .core import require_field, require_positive
 from .fom import FOMTiler, colour_wheel, LazyMap
 from .synthetic import synthetic_section, TEXTURE_CONTRAST
-from .train import NonSaturating, TrainConfig, eval_mode, frozen, make_adversarial_state, optimise, to_uint8, train
+from .train import (NonSaturating, TrainConfig, eval_mode, frozen, make_adversarial_state, optimise, to_uint8,
+                             train_model)
 
 # %% auto #0
 __all__ = ['HEADS', 'Pix2PixConfig', 'Down', 'Up', 'UNet', 'hsv_to_rgb_torch', 'render_orientation', 'orientation_targets',
@@ -71,7 +72,12 @@ class Pix2PixConfig(TrainConfig):
 # %% ../nbs/03_pix2pix.ipynb #1f12b5a7
 class Down(nn.Module):
     "Encoder level: 4×4 convolution with stride 2, batch norm (optional), LeakyReLU."
-    def __init__(self, in_channels: int, out_channels: int, norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input
+        out_channels: int,  # channels of the output (half the size)
+        norm: bool = True,  # batch norm after the convolution
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=not norm)
         self.norm = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
@@ -84,7 +90,12 @@ class Up(nn.Module):
     "Decoder level: nearest upsampling and a 3×3 convolution, batch norm, dropout (optional), ReLU."
     # The reference uses 4×4 transposed convolutions with stride 2; their uneven overlap paints a
     # checkerboard, which a FOM's hue shows at once (every other pixel a different direction).
-    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input
+        out_channels: int,  # channels of the output (twice the size)
+        dropout: float = 0.0,  # dropout probability (0: none)
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
@@ -96,8 +107,15 @@ class Up(nn.Module):
 
 class UNet(nn.Module):
     "Transmittance [N, 1, S, S] in [0, 1] → output channels [N, C, S, S]: 3 FOM channels in [-1, 1], or the orientation head's 4."
-    def __init__(self, tile_size: int = 64, width: int = 64, max_width: int = 512, dropout: float = 0.5,
-                 out_channels: int = 3, in_channels: int = 1):
+    def __init__(
+        self,
+        tile_size: int = 64,  # pixels across a tile: the depth is log2(tile_size)
+        width: int = 64,  # channels of the first level (doubling per level)
+        max_width: int = 512,  # widest level
+        dropout: float = 0.5,  # dropout in the three innermost decoder levels
+        out_channels: int = 3,  # 3 (RGB head) or 4 (orientation head)
+        in_channels: int = 1,  # input maps (1: transmittance)
+    ):
         super().__init__()
         depth = int(math.log2(tile_size))  # levels down to 1×1
         widths = [min(width * 2 ** k, max_width) for k in range(depth)]  # encoder output widths
@@ -120,14 +138,20 @@ class UNet(nn.Module):
         return self.out(F.relu(x))  # [N, C, S, S], before the head's activation
 
 # %% ../nbs/03_pix2pix.ipynb #5349165c
-def hsv_to_rgb_torch(hue, saturation, value):
+def hsv_to_rgb_torch(
+    hue,  # [...] in [0, 1]
+    saturation,  # [...] in [0, 1], the shape of hue
+    value,  # [...] in [0, 1], the shape of hue
+):  # [..., 3] in [0, 1]
     "Differentiable HSV → RGB for tensors in [0, 1] of the same shape; returns [..., 3] in [0, 1]."
     k = torch.stack([(5 + hue * 6) % 6, (3 + hue * 6) % 6, (1 + hue * 6) % 6], -1)  # R, G, B
     ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
     return value.unsqueeze(-1) * (1 - saturation.unsqueeze(-1) * ramp)
 
 
-def render_orientation(out: torch.Tensor) -> dict:
+def render_orientation(
+    out: torch.Tensor,  # the orientation head's raw outputs [N, 4, S, S]
+) -> dict:  # cos2, sin2, flatness, tissue [N, S, S] and fom [N, 3, S, S] in [-1, 1]
     "The orientation head's raw outputs [N, 4, S, S] → its quantities and the HSV-black FOM [N, 3, S, S] in [-1, 1]."
     c, s = out[:, 0], out[:, 1]
     norm = torch.sqrt(c * c + s * s + 1e-6)
@@ -139,7 +163,9 @@ def render_orientation(out: torch.Tensor) -> dict:
     return {"cos2": cos2, "sin2": sin2, "flatness": flatness, "tissue": tissue, "fom": rgb.permute(0, 3, 1, 2) * 2 - 1}
 
 
-def orientation_targets(fom: torch.Tensor) -> dict:
+def orientation_targets(
+    fom: torch.Tensor,  # FOM tiles [N, 3, S, S] in [-1, 1] (HSV-black)
+) -> dict:  # cos2, sin2, flatness, chroma [N, S, S]
     "Targets of the orientation head from FOM tiles [N, 3, S, S] in [-1, 1] (HSV-black): cos 2φ, sin 2φ, flatness, chroma."
     rgb = (fom + 1) / 2
     mx, mn = rgb.max(1).values, rgb.min(1).values
@@ -151,7 +177,9 @@ def orientation_targets(fom: torch.Tensor) -> dict:
     return {"cos2": torch.cos(phi2), "sin2": torch.sin(phi2), "flatness": mx, "chroma": chroma}
 
 # %% ../nbs/03_pix2pix.ipynb #195a65af
-def patchgan_receptive_field(n_layers: int) -> int:
+def patchgan_receptive_field(
+    n_layers: int,  # strided 4×4 layers
+) -> int:
     "Receptive field in pixels of a PatchGAN with n_layers strided 4×4 layers, then two stride-1 4×4 layers."
     field = 1
     for stride in [1, 1] + [2] * n_layers:  # walking back from the output through every 4×4 layer
@@ -161,7 +189,12 @@ def patchgan_receptive_field(n_layers: int) -> int:
 
 class PatchGAN(nn.Module):
     "(transmittance [N, 1, S, S], FOM [N, 3, S, S]) → a logit per patch [N, 1, P, P]."
-    def __init__(self, n_layers: int = 3, width: int = 64, in_channels: int = 4):
+    def __init__(
+        self,
+        n_layers: int = 3,  # strided layers (3: 70×70 patches, 2: 34×34)
+        width: int = 64,  # channels of the first layer (doubling, at most 8×)
+        in_channels: int = 4,  # transmittance and FOM channels together
+    ):
         super().__init__()
         layers, channels = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)], width
         for k in range(1, n_layers):
@@ -208,7 +241,12 @@ def _tissue_target(batch: dict, transmittance: torch.Tensor) -> torch.Tensor:
     return ((t > 0.02) & (t < 0.8)).float()  # the kit's default tissue range (see 01_fom)
 
 
-def reconstruction_loss(pred: dict, fom: torch.Tensor, tissue: torch.Tensor, head: str) -> torch.Tensor:
+def reconstruction_loss(
+    pred: dict,  # translate's output (fom, and the orientation head's quantities)
+    fom: torch.Tensor,  # target FOM tiles [N, 3, S, S] in [-1, 1]
+    tissue: torch.Tensor,  # tissue weights [N, S, S] in [0, 1]
+    head: str,  # "rgb" or "orientation"
+) -> torch.Tensor:  # scalar
     "L1 on the FOM's colours (RGB head), or on direction, flatness and tissue (orientation head)."
     if head == "rgb":
         return (pred["fom"] - fom).abs().mean()
@@ -253,18 +291,22 @@ def pix2pix_step(
     state["sched_G"].step()
     if cfg.adversarial:
         state["sched_D"].step()
-    state["steps_done"] += 1
     return {**logs, "loss_G": loss_G, "loss_G_adv": adversarial.detach(), "loss_L1": l1.detach(), "grad_G": grad_G,
             "lr": state["opt_G"].param_groups[0]["lr"]}
 
 # %% ../nbs/03_pix2pix.ipynb #fb9f9aa8
-def pix2pix_sections(config: Pix2PixConfig) -> list:
+def pix2pix_sections(
+    config: Pix2PixConfig,  # section_size, n_sections, seed, texture_contrast
+) -> list:
     "The default data: config.n_sections synthetic sections of config.section_size px and config.texture_contrast."
     return [synthetic_section(config.section_size, seed=config.seed + k, texture_contrast=config.texture_contrast)
             for k in range(config.n_sections)]
 
 
-def pix2pix_tiles(config: Pix2PixConfig, sections=None):
+def pix2pix_tiles(
+    config: Pix2PixConfig,  # tile_size, min_tissue, n_tiles, batch_size, seed and the synthetic sections' fields
+    sections=None,  # sections to tile (default: synthetic ones)
+):  # (train, val, test) TileBatches
     "Train, val and test TileBatches of transmittance, FOM (and mask, when the sections have one)."
     if sections is None:
         sections = pix2pix_sections(config)
@@ -299,12 +341,15 @@ def train_pix2pix(
     state = make_pix2pix_state(config, device, deterministic)
     shown = val_tiles.tiles["transmittance"][:8]
     sample = lambda s: np.concatenate([predict_tiles(s, shown), val_tiles.tiles["fom"][:8]])  # predictions above truth
-    run = train(config, pix2pix_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample, "pix2pix",
+    run = train_model(config, pix2pix_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample, "pix2pix",
                 run_dir, callbacks, resume, progress, n_steps, legend=colour_wheel(96))
     return run, state, (train_tiles, val_tiles, test_tiles)
 
 # %% ../nbs/03_pix2pix.ipynb #9e0fac0f
-def check_transmittance(transmittance, name: str = "transmittance") -> np.ndarray:
+def check_transmittance(
+    transmittance,  # an array or LazyMap of float values in [0, 1]
+    name: str = "transmittance",  # what to call it in messages
+) -> np.ndarray:  # float32, or the LazyMap itself
     "Refuse transmittance that is not float in [0, 1] without NaN, naming what was found."
     if isinstance(transmittance, LazyMap):
         return transmittance
@@ -320,7 +365,11 @@ def check_transmittance(transmittance, name: str = "transmittance") -> np.ndarra
 
 
 @torch.no_grad()
-def predict_tiles(state: dict, transmittance, batch_size: int = 64) -> np.ndarray:
+def predict_tiles(
+    state: dict,  # a Pix2Pix state
+    transmittance,  # tiles [N, S, S] float in [0, 1]
+    batch_size: int = 64,  # tiles per forward pass
+) -> np.ndarray:  # FOM tiles uint8 [N, S, S, 3]
     "FOM tiles uint8 [N, S, S, 3] predicted from transmittance tiles [N, S, S] float in [0, 1]."
     cfg, G = state["config"], state["G"]
     t = check_transmittance(transmittance)

@@ -20,7 +20,7 @@ from .core import (CheckpointError, check_output_path, load_checkpoint, preserve
 from .distributed import world_size
 from .gan import GAN_LOSSES, MinibatchStd
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
-                             r1_penalty, to_uint8, train)
+                             r1_penalty, to_uint8, train_model)
 from .mri import MODALITIES, load_case_cached, read_label_table, case_labels
 
 # %% auto #0
@@ -675,7 +675,7 @@ def train_stylegan(
     if affine is None:
         affine = np.median(np.stack([c["affine"] for c in train_set.cases]), 0)
     state = make_stylegan_state(config, train_set.spec, affine, device, deterministic)
-    run = train(config, stylegan_step, state, train_set, sample_slices, "stylegan3d", run_dir, callbacks, resume, progress,
+    run = train_model(config, stylegan_step, state, train_set, sample_slices, "stylegan3d", run_dir, callbacks, resume, progress,
                 n_steps)
     return run, state
 

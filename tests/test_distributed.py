@@ -103,7 +103,7 @@ def tiny_pix2pix():
 
 def tiny_stylegan():
     from genmodels.stylegan3d import StyleGAN3DConfig
-    return StyleGAN3DConfig.preset("quick", size=16, z_dim=8, w_dim=16, g_width=4, d_width=4, max_channels=16, n_steps=2,
+    return StyleGAN3DConfig.preset("quick", size=16, z_dim=8, w_dim=16, g_width=4, d_width=4, max_width=16, n_steps=2,
                                    batch_size=4, sample_every=2, checkpoint_every=1)
 
 

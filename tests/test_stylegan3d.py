@@ -12,7 +12,7 @@ from genmodels.stylegan3d import (StyleGAN3DConfig, VolumeDataset, fit_labels, g
 
 
 def tiny(**kw):
-    return StyleGAN3DConfig.preset("quick", **{**dict(size=16, z_dim=8, w_dim=16, g_width=4, d_width=4, max_channels=16,
+    return StyleGAN3DConfig.preset("quick", **{**dict(size=16, z_dim=8, w_dim=16, g_width=4, d_width=4, max_width=16,
                                                      n_steps=6, sample_every=3, checkpoint_every=3), **kw})
 
 
