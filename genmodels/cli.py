@@ -264,7 +264,7 @@ def sigterm_as_interrupt():  # yields the SIGTERM state (`received`: how many ca
         yield _SIGTERM
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
-        _SIGTERM.installed = False
+        _SIGTERM.__init__()  # nothing left over for a later call
 
 
 def _interruption(
