@@ -13,8 +13,10 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -23,8 +25,9 @@ from .core import METRICS_ENV, atomic_write
 
 # %% auto #0
 __all__ = ['KEY_PACKAGES', 'UsageError', 'parse_value', 'check_notebook', 'notebook_parameters', 'resolve_parameters',
-           'check_run_folder', 'default_run_folder', 'package_versions', 'git_state', 'device_info', 'export_html',
-           'run_notebook', 'describe_failure', 'course_notebooks', 'run_all', 'summary_table', 'main']
+           'check_run_folder', 'default_run_folder', 'package_versions', 'git_state', 'device_info', 'Terminated',
+           'sigterm_as_interrupt', 'export_html', 'run_notebook', 'describe_failure', 'course_notebooks', 'run_all',
+           'summary_table', 'main']
 
 # %% ../nbs/06_cli.ipynb #2810f641
 class UsageError(ValueError):
@@ -210,6 +213,70 @@ def device_info(
     return {"device": str(chosen), "device_name": name, "device_parameter": device,
             "torch_cuda": torch.version.cuda, "gpu_count": torch.cuda.device_count()}
 
+# %% ../nbs/06_cli.ipynb #c7e1a0f2
+class Terminated(KeyboardInterrupt):
+    "SIGTERM reached the command (a scheduler's preemption, `scancel`): it stops as on Ctrl-C, with exit status 143."
+    exit_status = 128 + signal.SIGTERM
+
+
+class _Sigterm:
+    "SIGTERM while a command runs: raise Terminated once, at once while a notebook executes, else at the next start."
+
+    def __init__(self):
+        self.installed, self.received, self.raised, self.live = False, 0, False, False
+
+    def handle(self, signum, frame):
+        "The signal handler: count the signal; while a notebook executes, raise Terminated."
+        self.received += 1
+        if self.live:
+            self.raise_pending()
+
+    def raise_pending(self):
+        "Raise Terminated if a SIGTERM came that was not raised yet."
+        if self.received and not self.raised:
+            self.raised = True
+            raise Terminated("terminated by SIGTERM (a scheduler's preemption or scancel)")
+
+    @contextlib.contextmanager
+    def interrupting(self):
+        "The block SIGTERM interrupts (a notebook's execution), after raising one that came before it."
+        self.raise_pending()
+        self.live = True
+        try:
+            yield
+        finally:
+            self.live = False
+
+
+_SIGTERM = _Sigterm()  # the SIGTERM state of the command running in this process
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():  # yields the SIGTERM state (`received`: how many came)
+    "While the block or decorated call runs, SIGTERM raises Terminated instead of ending the process."
+    if _SIGTERM.installed or threading.current_thread() is not threading.main_thread():
+        yield _SIGTERM  # nested (run_all's run_notebook), or off the main thread, where no handler can be set
+        return
+    _SIGTERM.__init__()
+    previous = signal.signal(signal.SIGTERM, _SIGTERM.handle)
+    _SIGTERM.installed = True
+    try:
+        yield _SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+        _SIGTERM.__init__()  # nothing left over for a later call
+
+
+def _interruption(
+    e: KeyboardInterrupt,  # Terminated (SIGTERM), or KeyboardInterrupt (Ctrl-C, SIGINT)
+) -> dict:  # the manifest's status, exit_status, signal and error
+    "How a run stopped by a signal is recorded."
+    if isinstance(e, Terminated):
+        return {"status": "interrupted", "exit_status": e.exit_status, "signal": "SIGTERM",
+                "error": {"ename": "Terminated", "evalue": str(e)}}
+    return {"status": "interrupted", "exit_status": 130, "signal": "SIGINT", "error": {
+        "ename": "KeyboardInterrupt", "evalue": "interrupted by SIGINT (Ctrl-C, or the scheduler's --signal=INT)"}}
+
 # %% ../nbs/06_cli.ipynb #9677d682
 def _write_json(
     path: Path,  # destination
@@ -263,6 +330,7 @@ def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+@sigterm_as_interrupt()
 def run_notebook(
     notebook: str | Path,  # the .ipynb to run
     params: dict | None = None,  # overrides, name -> value; refused unless the parameters cell declares them
@@ -272,7 +340,7 @@ def run_notebook(
     command: str | None = None,  # the command line to record; default: this Python call
     log_output: bool = False,  # also stream the cells' output to the log (papermill's log_output)
     verbose: bool = True,  # print where the run goes and how it ended
-) -> dict:  # the manifest; "status" is "ok" or "failed", "exit_status" 0 or 1
+) -> dict:  # the manifest; "status" is "ok" or "failed", "exit_status" 0 or 1 (raises on Ctrl-C and SIGTERM)
     "Run a notebook with papermill into one run folder: notebook, HTML, metrics, params and manifest."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -292,14 +360,14 @@ def run_notebook(
                 "git": git_state(notebook.parent), "versions": package_versions(),
                 "python_executable": sys.executable, "platform": platform.platform(), "host": platform.node(),
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "environment": {},
-                "files": {"notebook": executed.name, "html": executed.with_suffix(".html").name, "metrics": "metrics.json",
-                          "params": "params.json"}, "error": None}
+                "files": {"notebook": executed.name, "html": executed.with_suffix(".html").name,
+                          "metrics": "metrics.json", "params": "params.json"}, "signal": None, "error": None}
     _write_json(folder / "manifest.json", manifest)
     if verbose:
         print(f"== {notebook.name} -> {folder} (preset {merged.get('preset')}, device {device_record['device_name']})", flush=True)
-    start = time.perf_counter()
+    start, stopped = time.perf_counter(), None
     try:
-        with _kernel_environment(metrics) as environment:
+        with _SIGTERM.interrupting(), _kernel_environment(metrics) as environment:
             manifest["environment"] = environment
             pm.execute_notebook(str(notebook), str(executed), parameters=overrides, kernel_name="python3",
                                 cwd=str(notebook.parent), progress_bar=verbose and sys.stderr.isatty(), log_output=log_output)
@@ -308,10 +376,9 @@ def run_notebook(
         manifest["status"], manifest["exit_status"] = "failed", 1
         manifest["error"] = {"execution_count": e.exec_count, "cell_index": e.cell_index, "source": e.source,
                              "ename": e.ename, "evalue": e.evalue}
-    except KeyboardInterrupt:
-        manifest["status"], manifest["exit_status"] = "interrupted", 130
-        manifest["error"] = {"ename": "KeyboardInterrupt", "evalue": "interrupted by the user or the scheduler"}
-        raise
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (Terminated): papermill shut the kernel down, saved the notebook
+        manifest.update(_interruption(e))
+        stopped = e  # raised again once the report and the manifest are written
     except Exception as e:  # the kernel died, did not start, ...: no cell to blame
         manifest["status"], manifest["exit_status"] = "failed", 1
         manifest["error"] = {"execution_count": None, "cell_index": None, "source": None,
@@ -327,6 +394,9 @@ def run_notebook(
     if verbose:
         print(describe_failure(manifest) if manifest["status"] != "ok" else
               f"ok in {manifest['wall_time_s']:.1f} s: {folder / manifest['files']['html']}", flush=True)
+    if stopped is not None:
+        stopped.manifest = manifest  # for run_all's summary
+        raise stopped
     return manifest
 
 
@@ -343,7 +413,10 @@ def describe_failure(
     if len(source) > max_lines:
         lines.append(f"    | … ({len(source) - max_lines} more lines)")
     lines.append(f"{error.get('ename')}: {error.get('evalue')}")
-    lines.append(f"partial notebook, report and manifest kept in {manifest['run_folder']}")
+    folder = Path(manifest["run_folder"])
+    started = (folder / manifest.get("files", {}).get("notebook", name)).exists()
+    lines.append(f"partial notebook, report and manifest kept in {folder}" if started else
+                 f"manifest kept in {folder} (the notebook had not started)")
     return "\n".join(lines)
 
 # %% ../nbs/06_cli.ipynb #fcdbfcc1
@@ -361,6 +434,16 @@ def course_notebooks(
     return notebooks
 
 
+def _not_run(
+    notebook: Path,  # a course notebook
+    status: str,  # "skipped" (after a failure, fail_fast) or "not started" (after Ctrl-C or SIGTERM)
+) -> dict:  # its entry among run_all's results
+    "The record of a notebook run_all did not run."
+    return {"notebook": str(notebook.resolve()), "run_folder": None, "status": status, "exit_status": None,
+            "wall_time_s": None, "error": None}
+
+
+@sigterm_as_interrupt()
 def run_all(
     nbs: str | Path = "nbs",  # the notebooks folder
     params: dict | None = None,  # overrides, given to every notebook that declares them
@@ -371,7 +454,7 @@ def run_all(
     log_output: bool = False,  # stream the cells' output to the log
     fail_fast: bool = False,  # stop at the first failing notebook
     verbose: bool = True,  # print progress
-) -> list:  # one manifest per notebook (status "skipped" after a fail_fast stop)
+) -> list:  # one manifest per notebook (status "skipped" after a fail_fast stop); raises on Ctrl-C and SIGTERM
     "Run every course notebook into sub-folders of one parent folder, and write summary.json."
     notebooks = course_notebooks(nbs)
     declared = {nb: notebook_parameters(nb) for nb in notebooks}
@@ -388,16 +471,29 @@ def run_all(
     parent = check_run_folder(out if out is not None else default_run_folder("all"), notebooks, every | wanted,
                               flag="--out" if out is not None else "the default run folder")
     parent.mkdir(parents=True, exist_ok=True)
-    results = []
-    for nb in notebooks:
-        if fail_fast and any(r["status"] != "ok" for r in results):
-            results.append({"notebook": str(nb.resolve()), "run_folder": None, "status": "skipped", "exit_status": None,
-                            "wall_time_s": None, "error": None})
-            continue
-        mine = {k: v for k, v in wanted.items() if k in declared[nb]}
-        results.append(run_notebook(nb, mine, out=parent / nb.stem, command=command, log_output=log_output, verbose=verbose))
-    summary = [{k: r.get(k) for k in ("notebook", "run_folder", "status", "exit_status", "wall_time_s", "overrides")} for r in results]
-    _write_json(parent / "summary.json", {"parent": str(parent), "command": command, "runs": summary})
+    results, stopped = [], None
+    try:
+        for nb in notebooks:
+            _SIGTERM.raise_pending()  # one that came while the last report was written: start no further notebook
+            if fail_fast and any(r["status"] != "ok" for r in results):
+                results.append(_not_run(nb, "skipped"))
+                continue
+            mine = {k: v for k, v in wanted.items() if k in declared[nb]}
+            results.append(run_notebook(nb, mine, out=parent / nb.stem, command=command, log_output=log_output,
+                                        verbose=verbose))
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: record the interrupted run, start no other
+        stopped = e
+        if getattr(e, "manifest", None) is not None:  # it came while a notebook ran (not before its run folder)
+            results.append(e.manifest)
+        results += [_not_run(nb, "not started") for nb in notebooks[len(results):]]
+    keys = ("notebook", "run_folder", "status", "exit_status", "signal", "wall_time_s", "overrides")
+    _write_json(parent / "summary.json", {"parent": str(parent), "command": command,
+                                          "status": "interrupted" if stopped else "done",
+                                          "signal": _interruption(stopped)["signal"] if stopped else None,
+                                          "runs": [{k: r.get(k) for k in keys} for r in results]})
+    if stopped is not None:
+        stopped.results = results  # for main's summary table
+        raise stopped
     return results
 
 # %% ../nbs/06_cli.ipynb #f95370bf
@@ -476,9 +572,13 @@ def main(
     except UsageError as e:
         print(f"genmodels {args.command}: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"genmodels {args.command}: interrupted; the manifest of the current run says so", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the run folders say so
+        if getattr(e, "results", None):  # run-all: what ran, what was interrupted, what was not started
+            print("\n" + summary_table(e.results))
+        how = "terminated by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        rest = "; summary.json lists the notebooks not started" if getattr(e, "results", None) else ""
+        print(f"genmodels {args.command}: {how}; the manifest of the interrupted run says so{rest}", file=sys.stderr)
+        return e.exit_status if isinstance(e, Terminated) else 130
     print("\n" + summary_table(results))
     return 0 if all(r["status"] == "ok" for r in results) else 1
 

@@ -24,9 +24,9 @@ from .distributed import (from_main_process, init_distributed, is_main_process, 
 # %% auto #0
 __all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state',
            'preserved_global_state', 'Config', 'require_field', 'require_positive', 'Preset', 'check_output_path',
-           'new_run_dir', 'atomic_write', 'record_metrics', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state', 'fit', 'Checkpoint',
-           'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
+           'new_run_dir', 'DiskFullError', 'atomic_write', 'record_metrics', 'CheckpointError', 'save_checkpoint',
+           'load_checkpoint', 'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state',
+           'fit', 'Checkpoint', 'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
 
 # %% ../nbs/00_core.ipynb #cc71ef80
 def get_device(
@@ -256,16 +256,83 @@ def _make_run_dir(name, config, root, data_paths) -> Path:  # new_run_dir's argu
     (run / "config.json").write_text(json.dumps(values, indent=2, default=str))
     return run
 
+# %% ../nbs/00_core.ipynb #f0d15c01
+class DiskFullError(OSError):
+    "A file that could not be written for want of space (errno ENOSPC); the message names it and the free space."
+
+    def __str__(self):
+        return self.strerror  # the message names the file already
+
+
+_TORCH_WRITE_FAILED = ("unexpected pos", "No space left", "file write failed")  # torch.save's words for a failed write
+
+
+def _is_disk_full(
+    e: BaseException,  # what a write raised
+) -> bool:  # whether it failed for want of space
+    "Whether an exception says the disk is full: ENOSPC in its chain, or torch's failed-write messages."
+    import errno
+    torch_says, seen = False, set()
+    while e is not None and id(e) not in seen:  # the exception, then what it was raised from or during
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e.errno == errno.ENOSPC  # the system's own word decides
+        torch_says |= isinstance(e, RuntimeError) and any(m in str(e) for m in _TORCH_WRITE_FAILED)
+        e = e.__cause__ or e.__context__
+    return torch_says
+
+
+def _human_size(
+    n: int | None,  # a number of bytes
+) -> str:  # e.g. "512 bytes", "3.4 MiB"
+    "A size in bytes, as people read it."
+    if n is None:
+        return "an unknown amount"
+    if n < 1024:
+        return f"{n} byte{'' if n == 1 else 's'}"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+
+
+def _disk_full_error(
+    path: Path,  # the file being written
+    size: int | None,  # the bytes about to be written, if known
+    written: int | None,  # the bytes in the temporary file when the write failed, if known
+    removed: bool = True,  # whether a partial temporary file was removed (False: none could be made)
+) -> DiskFullError:  # the error to raise, after the temporary file is removed
+    "The error for a write that found the disk full: the file, the free space, the sizes, what was kept."
+    import errno
+    import shutil
+    try:
+        free = _human_size(shutil.disk_usage(path.parent).free)
+    except OSError:
+        free = "an unknown amount"
+    sizes = f", about {_human_size(size)} to write" if size else ""
+    sizes += f" ({_human_size(written)} had been written when the write failed)" if written else ""
+    kept = f"The previous {path} is unchanged" if path.exists() else f"No {path.name} was made"
+    kept += " and the partial temporary file was removed" if removed else ""
+    message = (f"cannot write {path}: the disk is full (no space left on the device holding {path.parent}): "
+               f"{free} free there{sizes}. {kept}: free some space or write elsewhere.")
+    return DiskFullError(errno.ENOSPC, message, str(path))
+
 # %% ../nbs/00_core.ipynb #8822034a
 @contextlib.contextmanager
 def atomic_write(
     path: str | Path,  # the file to write
     mode: str = "wb",  # "wb" or "w"
+    size: int | None = None,  # the bytes about to be written, if known: named when the disk is full
 ):  # yields the open temporary file
     "Write a file atomically: a temporary file in the same folder, synced, then renamed over `path` (removed on error)."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # not even an empty file fits
+        if _is_disk_full(e):
+            raise _disk_full_error(path, size, None, removed=False) from e
+        raise
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -274,8 +341,11 @@ def atomic_write(
         umask = os.umask(0); os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's files are private (0600): give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        written = os.stat(tmp).st_size if os.path.exists(tmp) else None
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, Exception) and _is_disk_full(e):  # a full disk: say so, with the space (once the file is gone)
+            raise _disk_full_error(path, size, written) from e
         raise
 
 # %% ../nbs/00_core.ipynb #cf1f1067
@@ -326,17 +396,33 @@ class CheckpointError(Exception):
     "A checkpoint that is missing, damaged, foreign or for another model."
 
 
+def _tensor_bytes(
+    value,  # a checkpoint's state, or anything inside it
+) -> int:  # the bytes of the tensors and arrays it holds: about the size of its checkpoint file
+    "The bytes of the tensors and numpy arrays in nested dicts, lists and tuples."
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def save_checkpoint(
     path: str | Path,  # destination file, e.g. run / "checkpoint.pt"
     state: dict,  # plain values: config, step, state_dicts, optimiser and RNG states
     kind: str,  # what the checkpoint is of, e.g. "gan" or "pix2pix"
 ) -> Path:  # the path written
-    "Write a checkpoint atomically: a temporary file in the same folder, then a rename."
+    "Write a checkpoint atomically (temporary file, then a rename); a full disk raises DiskFullError."
     import torch
     path = Path(path)
     if not isinstance(state, dict):
         raise TypeError(f"state: expected a dict of plain values, found {type(state).__name__}")
-    with atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb", size=_tensor_bytes(state)) as f:
         torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, **state}, f)
     return path
 
