@@ -74,7 +74,8 @@ def notebook_parameters(
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     # papermill.inspect_notebook needs a kernelspec in the notebook's metadata; the kit's notebooks are all
     # Python, so the parameters cell is read with papermill's Python translator directly
-    parameters = {p.name: {"default": p.default, "help": p.help} for p in PythonTranslator.inspect(cells[0])} if cells else {}
+    parameters = ({p.name: {"default": p.default, "help": p.help} for p in PythonTranslator.inspect(cells[0])}
+                  if cells else {})
     found = {}
     for name, p in parameters.items():
         try:
@@ -91,7 +92,8 @@ def _describe_parameters(
     "The parameters cell, as lines `name = default  # help`."
     if not declared:
         return "  (none: the notebook has no cell tagged 'parameters')"
-    return "\n".join(f"  {n} = {d['default']!r}" + (f"  # {d['help']}" if d["help"] else "") for n, d in declared.items())
+    return "\n".join(f"  {n} = {d['default']!r}" + (f"  # {d['help']}" if d["help"] else "")
+                     for n, d in declared.items())
 
 
 def resolve_parameters(
@@ -127,7 +129,8 @@ def _protected_folders(
     "The folders a run folder may not lie in: the notebooks folder and the data folders."
     notebooks = notebook.resolve().parent
     folders = [("notebooks folder", notebooks)]
-    candidates = [notebooks.parent / "data"] + [notebooks / v for k, v in params.items() if "data" in k and isinstance(v, str) and v]
+    candidates = [notebooks.parent / "data"] + [notebooks / v for k, v in params.items()
+                                                if "data" in k and isinstance(v, str) and v]
     folders += [("data folder", c.resolve()) for c in candidates if c.is_dir()]
     return folders
 
@@ -148,7 +151,8 @@ def check_run_folder(
     if out.exists() and not out.is_dir():
         raise UsageError(f"{flag} {out}: expected a new or empty folder, found a file")
     if out.is_dir() and any(out.iterdir()):
-        raise UsageError(f"{flag} {out}: expected a new or empty folder, found one holding {len(list(out.iterdir()))} entries")
+        raise UsageError(f"{flag} {out}: expected a new or empty folder, "
+                         f"found one holding {len(list(out.iterdir()))} entries")
     return out
 
 
@@ -165,8 +169,9 @@ def default_run_folder(
     raise RuntimeError(f"could not find a new run folder name for {name!r} in {root}")
 
 # %% ../nbs/06_cli.ipynb #87c6c3fc
-KEY_PACKAGES = ("genmodels", "torch", "torchvision", "numpy", "scipy", "torch-fidelity", "torchmetrics", "scikit-image",
-                "matplotlib", "nibabel", "papermill", "nbconvert", "ipykernel", "ipywidgets")  # versions in every manifest
+KEY_PACKAGES = (  # versions in every manifest
+    "genmodels", "torch", "torchvision", "numpy", "scipy", "torch-fidelity", "torchmetrics", "scikit-image",
+    "matplotlib", "nibabel", "papermill", "nbconvert", "ipykernel", "ipywidgets")
 
 
 def package_versions(
@@ -364,13 +369,15 @@ def run_notebook(
                           "metrics": "metrics.json", "params": "params.json"}, "signal": None, "error": None}
     _write_json(folder / "manifest.json", manifest)
     if verbose:
-        print(f"== {notebook.name} -> {folder} (preset {merged.get('preset')}, device {device_record['device_name']})", flush=True)
+        print(f"== {notebook.name} -> {folder} (preset {merged.get('preset')}, "
+              f"device {device_record['device_name']})", flush=True)
     start, stopped = time.perf_counter(), None
     try:
         with _SIGTERM.interrupting(), _kernel_environment(metrics) as environment:
             manifest["environment"] = environment
             pm.execute_notebook(str(notebook), str(executed), parameters=overrides, kernel_name="python3",
-                                cwd=str(notebook.parent), progress_bar=verbose and sys.stderr.isatty(), log_output=log_output)
+                                cwd=str(notebook.parent), progress_bar=verbose and sys.stderr.isatty(),
+                                log_output=log_output)
         manifest["status"], manifest["exit_status"] = "ok", 0
     except PapermillExecutionError as e:
         manifest["status"], manifest["exit_status"] = "failed", 1
@@ -407,7 +414,8 @@ def describe_failure(
     "What failed in a run: the cell's source (its first lines), the error, and where the partial results are."
     error = manifest.get("error") or {}
     name = Path(manifest["notebook"]).name
-    lines = [f"{name} {manifest['status']}" + (f" in cell [{error['execution_count']}]:" if error.get("execution_count") else ":")]
+    lines = [f"{name} {manifest['status']}"
+             + (f" in cell [{error['execution_count']}]:" if error.get("execution_count") else ":")]
     source = (error.get("source") or "").splitlines()
     lines += [f"    | {line}" for line in source[:max_lines]]
     if len(source) > max_lines:
@@ -462,7 +470,8 @@ def run_all(
     unknown = [n for n in wanted if not any(n in d for d in declared.values())]
     if unknown:
         names = sorted({n for d in declared.values() for n in d})
-        raise UsageError(f"{', '.join(unknown)}: no course notebook in {nbs} declares such a parameter; they declare: {', '.join(names)}")
+        raise UsageError(f"{', '.join(unknown)}: no course notebook in {nbs} declares such a parameter; "
+                         f"they declare: {', '.join(names)}")
     if "device" in wanted:
         device_info(wanted["device"])  # a GPU asked for and absent: refuse before the first notebook
     every = {}
@@ -512,10 +521,12 @@ def summary_table(
         note = ""
         if r.get("error"):
             e = r["error"]
-            note = (f"cell [{e.get('execution_count')}]: " if e.get("execution_count") else "") + f"{e.get('ename')}: {e.get('evalue')}"
+            note = ((f"cell [{e.get('execution_count')}]: " if e.get("execution_count") else "")
+                    + f"{e.get('ename')}: {e.get('evalue')}")
         elif r.get("run_folder") and (Path(r["run_folder"]) / "metrics.json").exists():
             m = json.loads((Path(r["run_folder"]) / "metrics.json").read_text())
-            note = ", ".join(f"{k}={_short(v)}" for k, v in list(m.items())[:n_metrics]) + (f", … ({len(m)} in all)" if len(m) > n_metrics else "")
+            note = (", ".join(f"{k}={_short(v)}" for k, v in list(m.items())[:n_metrics])
+                    + (f", … ({len(m)} in all)" if len(m) > n_metrics else ""))
         wall = f"{r['wall_time_s']:.1f} s" if r.get("wall_time_s") is not None else "–"
         rows.append((Path(r["notebook"]).stem, r["status"], wall, note.splitlines()[0][:100] if note else "–"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -526,12 +537,15 @@ def summary_table(
 # %% ../nbs/06_cli.ipynb #abde9235
 def _parser() -> argparse.ArgumentParser:
     "The `genmodels` command line: run and run-all."
-    parser = argparse.ArgumentParser(prog="genmodels", description="Run the kit's notebooks headlessly (papermill) into run folders "
-                                     "holding the executed notebook, an HTML report, metrics.json, params.json and manifest.json.")
+    parser = argparse.ArgumentParser(prog="genmodels",
+                                     description="Run the kit's notebooks headlessly (papermill) into run folders "
+                                     "holding the executed notebook, an HTML report, metrics.json, params.json "
+                                     "and manifest.json.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{run,run-all}")
 
     def common(p):
-        p.add_argument("--preset", choices=("quick", "full"), help="shortcut for -p preset NAME (quick: CPU, full: GPU node)")
+        p.add_argument("--preset", choices=("quick", "full"),
+                       help="shortcut for -p preset NAME (quick: CPU, full: GPU node)")
         p.add_argument("--device", help="shortcut for -p device NAME: auto, cpu, cuda, cuda:N or mps")
         p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                        help="set a parameter of the notebook's parameters cell (read like papermill's -p); repeatable")
@@ -543,7 +557,8 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--out", help="the run folder to create (new or empty; not inside the notebooks or a data folder)")
     every = commands.add_parser("run-all", help="run every course notebook (NN*.ipynb) and print a summary table",
-                                description="Run every course notebook into sub-folders of runs/<date-time>-all/ (or --out).")
+                                description="Run every course notebook into sub-folders of runs/<date-time>-all/ "
+                                "(or --out).")
     common(every)
     every.add_argument("--out", help="the parent folder to create (new or empty)")
     every.add_argument("--nbs", default="nbs", help="the notebooks folder (default: nbs)")

@@ -32,7 +32,7 @@ __all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 
 def get_device(
     name: str | None = None,  # "cuda", "cuda:1", "mps", "cpu", or None/"auto" to choose
 ):  # a torch.device
-    "The torch device to train on: CUDA, then MPS, then CPU, unless `name` says which; under torchrun, this process's GPU."
+    "The device to train on: CUDA, then MPS, then CPU, unless `name` says which; under torchrun, this process's GPU."
     import torch
     torchrun = os.environ.get("WORLD_SIZE", "1") not in ("", "1")  # one of several processes (see "Several processes")
     if torchrun:
@@ -49,13 +49,15 @@ def get_device(
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', found {name!r}") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device: {name!r} was asked for, but torch sees no CUDA GPU here; use device='cpu' or 'auto'")
+        raise RuntimeError(f"device: {name!r} was asked for, but torch sees no CUDA GPU here; "
+                           "use device='cpu' or 'auto'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise RuntimeError(f"device: {name!r} was asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise RuntimeError(f"device: {name!r} was asked for, but MPS is not available here; use device='cpu' or 'auto'")
     if torchrun and device.type == "mps":
-        raise ValueError(f"device: {name!r} under torchrun, but gradients cannot be averaged across processes on MPS; use 'cpu'")
+        raise ValueError(f"device: {name!r} under torchrun, but gradients cannot be averaged across processes "
+                         "on MPS; use 'cpu'")
     return own_gpu(device) if torchrun and device.type == "cuda" else device
 
 # %% ../nbs/00_core.ipynb #d9686e32
@@ -78,14 +80,16 @@ def seed_everything(
     return np.random.default_rng(seed)
 
 # %% ../nbs/00_core.ipynb #eb5a1e3f
-def get_rng_state() -> dict:
+def get_rng_state() -> dict:  # "python", "numpy", "torch" (and "cuda"): lists, numbers and tensors
     "The random states of python, numpy and torch (and CUDA when present), as plain values."
     import torch
     np_state = np.random.get_state(legacy=False)
     state = {
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-        "numpy": {"bit_generator": np_state["bit_generator"], "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -101,7 +105,8 @@ def set_rng_state(
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state({"bit_generator": n["bit_generator"], "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -110,7 +115,7 @@ def set_rng_state(
 # %% ../nbs/00_core.ipynb #29d82364
 @contextlib.contextmanager
 def preserved_global_state():
-    "Within the block, seed and switch determinism freely: the random states and torch's determinism flags come back after it."
+    "Inside the block, seed and switch determinism freely: the random states and torch's determinism flags come back."
     import torch
     rng, flags = get_rng_state(), (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
                                    torch.backends.cudnn.benchmark)
@@ -138,7 +143,7 @@ class Config:
         cls,
         name: str = "quick",  # a key of cls.presets, e.g. "quick" or "full"
         **overrides,  # fields to set instead of the preset's values
-    ):
+    ):  # a validated instance of cls
         "The named preset, with some fields overridden."
         if name not in cls.presets:
             raise ValueError(f"preset: expected one of {sorted(cls.presets)}, found {name!r}")
@@ -148,7 +153,7 @@ class Config:
     def from_dict(
         cls,
         values: dict,  # field name -> plain value (e.g. a checkpoint's config)
-    ):
+    ):  # a validated instance of cls
         "Build from plain values, refusing names the config does not have."
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -156,22 +161,26 @@ class Config:
             raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields: {sorted(names)}")
         return cls(**values)
 
-    def replace(self, **changes):
+    def replace(
+        self,
+        **changes,  # field name -> new value
+    ):  # a validated copy of the same class
         "A copy with some fields changed (validated again)."
         return type(self).from_dict({**self.to_dict(), **changes})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict:  # field name -> plain value (what json.dumps accepts)
         "Plain, JSON-ready values."
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def diff(
         self,
         other: dict | "Config",  # another config, or its to_dict()
-    ) -> dict:
+    ) -> dict:  # field name -> (my value, its value), only the fields that differ
         "Fields whose values differ from `other`: name -> (mine, theirs)."
         theirs = other.to_dict() if isinstance(other, Config) else dict(other)
         mine = self.to_dict()
-        return {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
+        return {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs))
+                if mine.get(k) != theirs.get(k)}
 
 
 def require_field(
@@ -182,7 +191,8 @@ def require_field(
 ):
     "Raise ValueError naming the config's field, what was expected and what was found, unless `condition` holds."
     if not condition:
-        raise ValueError(f"{type(config).__name__}.{field_name}: expected {expected}, found {getattr(config, field_name)!r}")
+        raise ValueError(f"{type(config).__name__}.{field_name}: expected {expected}, "
+                         f"found {getattr(config, field_name)!r}")
 
 
 def require_positive(
@@ -229,7 +239,7 @@ def new_run_dir(
     root: str | Path = "runs",  # parent folder of all runs
     data_paths=(),  # data the run reads, which the run folder must not lie in
 ) -> Path:  # the new, empty run folder
-    "Create `root/<date-time>-<name>/` with a config.json, never reusing an existing folder (under torchrun: one for all processes)."
+    "Make `root/<date-time>-<name>/` with config.json, never reusing a folder (under torchrun: one for all processes)."
     _, world = init_distributed()
     if world > 1:  # process 0 makes the folder and tells the others its name
         return from_main_process(lambda: _make_run_dir(name, config, root, data_paths))
@@ -371,7 +381,7 @@ def record_metrics(
     values: dict | None = None,  # metric name -> value; names need not be Python identifiers
     **more,  # more metrics, by keyword
 ) -> dict:  # the metrics as recorded (plain JSON values)
-    "Merge headline metrics into the JSON file named by GENMODELS_METRICS (atomically, on process 0); without it only return them."
+    "Merge metrics into the JSON file GENMODELS_METRICS names (atomically, on process 0); unset, only return them."
     metrics = {str(k): _plain_metric(k, v) for k, v in {**(values or {}), **more}.items()}
     target = os.environ.get(METRICS_ENV)
     if not target or not is_main_process():  # under torchrun, process 0 alone writes
@@ -382,9 +392,11 @@ def record_metrics(
         try:
             recorded = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, found unreadable JSON ({e})") from e
+            raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, "
+                             f"found unreadable JSON ({e})") from e
         if not isinstance(recorded, dict):
-            raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, found a {type(recorded).__name__}")
+            raise ValueError(f"{METRICS_ENV}={path}: expected a JSON object of metrics, "
+                             f"found a {type(recorded).__name__}")
     with atomic_write(path, "w") as f:
         json.dump({**recorded, **metrics}, f, indent=2)
     return metrics
@@ -452,7 +464,8 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint {path}: not a genmodels checkpoint (expected a dict with "
                               f"format={CHECKPOINT_FORMAT!r}, found {found})")
     if kind is not None and state.get("kind") != kind:
-        raise CheckpointError(f"checkpoint {path}: expected a {kind!r} checkpoint, found one of kind {state.get('kind')!r}")
+        raise CheckpointError(f"checkpoint {path}: expected a {kind!r} checkpoint, "
+                              f"found one of kind {state.get('kind')!r}")
     return state
 
 # %% ../nbs/00_core.ipynb #61b1d301
@@ -511,12 +524,13 @@ def batches(
     seed: int = 0,  # seeds the order of every epoch
     num_workers: int = 0,  # DataLoader worker processes
 ):  # a function start_step -> endless iterator of batches
-    "An endless, seeded stream of batches that can start at any step (for exact resume); under torchrun, this process's share."
+    "An endless, seeded stream of batches starting at any step (exact resume); under torchrun, this process's share."
     import torch
     from torch.utils.data import DataLoader
     n = len(dataset)
     if n < batch_size:
-        raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({n} items); sample more tiles or use smaller batches")
+        raise ValueError(f"batch_size: {batch_size} is larger than the dataset ({n} items); "
+                         "sample more tiles or use smaller batches")
     per_epoch = n // batch_size  # incomplete last batches are dropped
 
     def order(start_step: int, rank: int, world: int):
@@ -534,8 +548,9 @@ def batches(
     def start(start_step: int = 0):
         rank, world = process_rank(), world_size()
         if batch_size % world:
-            raise ValueError(f"batch_size: {batch_size} cannot be split equally among {world} processes; expected a multiple "
-                             f"of {world} (batch_size is the global batch of a step, summed over the processes)")
+            raise ValueError(f"batch_size: {batch_size} cannot be split equally among {world} processes; "
+                             f"expected a multiple of {world} (batch_size is the global batch of a step, "
+                             "summed over the processes)")
         # its own generator: creating the loader must not draw from the global torch RNG, or a resumed
         # run would be one draw out of step with the uninterrupted one
         loader = DataLoader(dataset, batch_sampler=order(start_step, rank, world), num_workers=num_workers,
@@ -549,7 +564,8 @@ def batches(
 def _batch_problem(batch) -> str | None:
     "What is wrong with a batch holding NaN or Inf, or None when it is finite."
     import torch
-    items = batch.items() if isinstance(batch, dict) else enumerate(batch if isinstance(batch, (list, tuple)) else [batch])
+    items = (batch.items() if isinstance(batch, dict)
+             else enumerate(batch if isinstance(batch, (list, tuple)) else [batch]))
     for key, value in items:
         if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
             return f"the batch's {key!r} holds {int((~torch.isfinite(value)).sum())} NaN or Inf value(s)"
@@ -577,8 +593,10 @@ def restore_state(
     if isinstance(config, Config):
         differ = config.diff(checkpoint.get("config") or {})
         if differ:
-            fields = ", ".join(f"{k}: {mine!r} here, {theirs!r} in the checkpoint" for k, (mine, theirs) in differ.items())
-            raise CheckpointError(f"checkpoint {path}: trained with another configuration; fields that differ: {fields}")
+            fields = ", ".join(f"{k}: {mine!r} here, {theirs!r} in the checkpoint"
+                               for k, (mine, theirs) in differ.items())
+            raise CheckpointError(f"checkpoint {path}: trained with another configuration; "
+                                  f"fields that differ: {fields}")
     missing = sorted(k for k, v in state.items() if hasattr(v, "state_dict") and k not in checkpoint["parts"])
     if missing:
         raise CheckpointError(f"checkpoint {path}: has no state for {missing}")
@@ -587,7 +605,8 @@ def restore_state(
             try:
                 v.load_state_dict(checkpoint["parts"][k])
             except (RuntimeError, ValueError, KeyError) as e:
-                raise CheckpointError(f"checkpoint {path}: the state of {k!r} does not fit this model: {str(e)[:300]}") from e
+                raise CheckpointError(f"checkpoint {path}: the state of {k!r} does not fit this model: "
+                                      f"{str(e)[:300]}") from e
     for k, v in checkpoint.get("tensors", {}).items():
         state[k] = v
     set_rng_state(checkpoint["rng"])
@@ -605,7 +624,7 @@ def fit(
     resume=None,  # a checkpoint path to continue from
     progress: bool = True,  # show a tqdm progress bar
 ) -> Run:  # the finished run, with its history of logs
-    "Train `n_steps` steps of `step`, with logging, callbacks, a NaN guard and exact resume; under torchrun, on every process."
+    "Train `n_steps` steps of `step`: logging, callbacks, NaN guard, exact resume; under torchrun, on every process."
     from tqdm.auto import tqdm
     rank, world = init_distributed()
     main = rank == 0  # the process that writes: log, progress bar, callbacks (samples, checkpoints)
@@ -640,7 +659,8 @@ def fit(
                     break
                 group.seed_step(run.step)
                 t0 = time.perf_counter()
-                logs = {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in step(state, batch).items()}
+                logs = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
+                        for k, v in step(state, batch).items()}
                 logs = group.mean(logs)
                 bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
                 if bad:
@@ -706,16 +726,16 @@ class Checkpoint(Callback):
 
 def load_step(
     path,  # a checkpoint.pt
-) -> int:
+) -> int:  # the number of steps done when it was written
     "The step a checkpoint was written at."
     return int(load_checkpoint(path)["step"])
 
 
 class SampleGrid(Callback):
-    "Every `every` steps, save `sample(state)` (uint8 images [n, H, W, 3]) as run_dir/samples/step_NNNNNN.png."
+    "Every `every` steps, save `sample(state)` (uint8 images [N, H, W, 3]) as run_dir/samples/step_NNNNNN.png."
     def __init__(
         self,
-        sample,  # sample(state) -> uint8 images [n, H, W, 3]
+        sample,  # sample(state) -> uint8 images [N, H, W, 3]
         every: int,  # steps between grids
         legend=None,  # an image shown beside each grid (e.g. the FOM colour wheel), or None
         n_columns: int = 8,  # images per row
@@ -734,11 +754,11 @@ class SampleGrid(Callback):
 
 
 def image_grid(
-    images,  # uint8 images [n, H, W, 3]
+    images,  # uint8 images [N, H, W, 3]
     n_columns: int = 8,  # images per row
     pad: int = 2,  # white pixels between images
 ):  # uint8 [rows · (H + pad) + pad, cols · (W + pad) + pad, 3]
-    "Tile uint8 images [n, H, W, 3] into one image with white gaps."
+    "Tile uint8 images [N, H, W, 3] into one image with white gaps."
     import numpy as np
     images = np.asarray(images)
     n, h, w, c = images.shape
@@ -751,7 +771,7 @@ def image_grid(
 
 
 def save_grid(
-    images,  # uint8 images [n, H, W, 3]
+    images,  # uint8 images [N, H, W, 3]
     path,  # the .png to write
     n_columns: int = 8,  # images per row
     legend=None,  # an image shown beside the grid, or None

@@ -34,7 +34,8 @@ def init_distributed(
     missing = [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
         raise RuntimeError(f"WORLD_SIZE={world} says this is one of several processes, but {', '.join(missing)} "
-                           f"{'is' if len(missing) == 1 else 'are'} not set; launch with torchrun --nproc_per_node {world} script.py")
+                           f"{'is' if len(missing) == 1 else 'are'} not set; "
+                           f"launch with torchrun --nproc_per_node {world} script.py")
     if not dist.is_available():
         raise RuntimeError(f"WORLD_SIZE={world}: this build of torch has no torch.distributed; run a single process")
     cuda = torch.cuda.is_available()
@@ -60,27 +61,27 @@ def own_gpu(
     import torch
     local, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
     if local >= count:
-        raise RuntimeError(f"LOCAL_RANK={local}: expected at most one process per GPU, found {count} GPU(s) on this node; "
-                           f"use torchrun --nproc_per_node {count} (or fewer)")
+        raise RuntimeError(f"LOCAL_RANK={local}: expected at most one process per GPU, "
+                           f"found {count} GPU(s) on this node; use torchrun --nproc_per_node {count} (or fewer)")
     if device.index is not None and device.index != local:
-        raise ValueError(f"device: {str(device)!r} under torchrun, where this process (LOCAL_RANK={local}) owns cuda:{local}; "
-                         "use 'cuda' or 'auto' so that each process takes its own GPU")
+        raise ValueError(f"device: {str(device)!r} under torchrun, where this process (LOCAL_RANK={local}) "
+                         f"owns cuda:{local}; use 'cuda' or 'auto' so that each process takes its own GPU")
     return torch.device("cuda", local)
 
 # %% ../nbs/00b_distributed.ipynb #8b4945f0
-def world_size() -> int:
+def world_size() -> int:  # the number of processes, 1 without torchrun
     "How many processes train together: the group's size once joined, else 1."
     import torch.distributed as dist
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def process_rank() -> int:
+def process_rank() -> int:  # in 0 … world_size() − 1
     "This process's rank, 0 … world_size() − 1 (0 without torchrun)."
     import torch.distributed as dist
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def is_main_process() -> bool:
+def is_main_process() -> bool:  # True on process 0 and without torchrun
     "Whether this process writes the run's files: rank 0, or the only process."
     return process_rank() == 0
 
@@ -191,7 +192,8 @@ class Replicas:
         self.dist.all_reduce(flags, op=self.dist.ReduceOp.MAX)
         stop, ran_out, bad = (bool(f) for f in flags.tolist())
         if bad:
-            return True, f"{problem} (process {self.rank})" if problem else "another process's batch holds NaN or Inf values"
+            return True, (f"{problem} (process {self.rank})" if problem
+                          else "another process's batch holds NaN or Inf values")
         if stop:
             run.stop, run.stop_reason = True, run.stop_reason or "stopped on another process"
         elif ran_out:
@@ -208,7 +210,7 @@ class Replicas:
     def mean(
         self,
         logs: dict,  # this process's numbers of a step, the same names on every process
-    ) -> dict:
+    ) -> dict:  # the same names, each value the mean over the processes
         "The logs averaged over the processes: numbers of the global batch."
         import torch
         values = torch.tensor(list(logs.values()), dtype=torch.float64, device=self.device)
@@ -252,17 +254,26 @@ class SingleProcess:
             run.stop_reason = "the data ran out"
         return run.stop or ran_out, None
 
-    def seed_step(self, step: int):  # steps done before this one
+    def seed_step(
+        self,
+        step: int,  # steps done before this one
+    ):
         "Nothing: one process keeps the one continuous random stream it always had."
 
-    def mean(self, logs: dict) -> dict:  # this step's numbers
+    def mean(
+        self,
+        logs: dict,  # this step's numbers
+    ) -> dict:  # the same logs: a mean over one process
         "The logs themselves: there is no other process to average with."
         return logs
 
     def after_step(self):
         "Nothing to copy."
 
-    def finish(self, run):  # the finished Run
+    def finish(
+        self,
+        run,  # the finished Run
+    ):
         "Nothing to tell."
 
     def close(self):
