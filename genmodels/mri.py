@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from .core import atomic_write, check_output_path
 
 # %% auto #0
-__all__ = ['MODALITIES', 'SEG_LABELS', 'TISSUES', 'SEQUENCES', 'CACHE_VERSION', 'VolumeReadError', 'read_volume', 'read_case',
-           'normalise_intensity', 'preprocess', 'spin_echo', 'flair', 'null_time', 'mni_tissues', 'render_contrasts',
-           'make_phantom_case', 'make_phantom_dataset', 'read_label_table', 'case_labels', 'case_figure', 'cache_key',
-           'load_case_cached']
+__all__ = ['PLANES', 'MODALITIES', 'SEG_LABELS', 'TISSUES', 'SEQUENCES', 'CACHE_VERSION', 'VolumeReadError', 'read_volume',
+           'read_case', 'normalise_intensity', 'preprocess', 'spin_echo', 'flair', 'null_time', 'mni_tissues',
+           'render_contrasts', 'make_phantom_case', 'make_phantom_dataset', 'read_label_table', 'case_labels',
+           'case_figure', 'cache_key', 'load_case_cached']
 
 # %% ../nbs/04_mri.ipynb #8a7baecb
 class VolumeReadError(ValueError):
@@ -70,6 +70,9 @@ def read_volume(
     if not np.any(data):
         raise VolumeReadError(f"{path}: expected a brain volume, found only zeros (shape {data.shape})")
     return data, image.affine.copy()
+
+# %% ../nbs/04_mri.ipynb #834c4bf7
+PLANES = ("sagittal", "coronal", "axial")  # the plane that fixes axis 0 (x), 1 (y), 2 (z) of a RAS volume
 
 # %% ../nbs/04_mri.ipynb #5d657015
 MODALITIES = ("t1n", "t1c", "t2w", "t2f")  # native T1, post-contrast T1, T2, T2-FLAIR
@@ -459,7 +462,7 @@ def case_figure(
             if col == 0:
                 ax.set_ylabel(name)
             if row == 0:
-                ax.set_title(["sagittal", "coronal", "axial"][col])
+                ax.set_title(PLANES[col])
     fig.suptitle(f"{case.get('case_id', '')}  (red core, green oedema, yellow enhancing)", fontsize=8)
     fig.tight_layout()
     return fig
