@@ -13,7 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench_gan import matmul_peak  # the same peak measurement as the 2D GAN's benchmark
-from genmodels.stylegan3d import StyleGAN3DConfig, fit_labels, make_stylegan_state, memory_estimate, memory_table, stylegan_step
+from genmodels.mri import fit_labels
+from genmodels.stylegan3d import StyleGAN3DConfig, make_stylegan_state, memory_estimate, memory_table, stylegan_step
 
 BATCH, REPEAT = 4, 2
 SPEC = fit_labels({"a": {"grade": "high"}, "b": {"grade": "low"}}, ["grade"])  # 4 modalities + 2 grades

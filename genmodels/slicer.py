@@ -10,14 +10,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .fom import figure_png
+from .mri import MODALITIES, PLANES
 
 # %% auto #0
-__all__ = ['PLANES', 'MODALITIES', 'LABELS', 'plane', 'as_volumes', 'check_segmentation', 'check_crosshair', 'display_window',
-           'slicer_figure', 'phantom_volume', 'VolumeSlicer']
+__all__ = ['LABELS', 'plane', 'as_volumes', 'check_segmentation', 'check_crosshair', 'display_window', 'slicer_figure',
+           'phantom_volume', 'VolumeSlicer']
 
 # %% ../nbs/04a_slicer.ipynb #5a0e9d0e
-PLANES = ("sagittal", "coronal", "axial")  # the plane that fixes axis 0 (x), 1 (y), 2 (z)
-MODALITIES = ("t1n", "t1c", "t2w", "t2f")  # BraTS order: native T1, contrast T1, T2, T2-FLAIR
 LABELS = {1: ("necrotic core", "#d62728"), 2: ("oedema", "#2ca02c"), 3: ("enhancing tumour", "#ffd700")}
 
 # the (up, down, left, right) letters of each plane's image as `plane` returns it

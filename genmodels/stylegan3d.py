@@ -15,184 +15,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from .core import (CheckpointError, check_output_path, load_checkpoint, preserved_global_state, require_field,
-                            require_positive)
+from .core import CheckpointError, load_checkpoint, preserved_global_state, require_field, require_positive
 from .distributed import world_size
 from .gan import GAN_LOSSES, MinibatchStd
+from .mri import (fit_labels, label_names, encode_labels, label_combinations, load_cases, split_cases,
+                           VolumeDataset, save_nifti)
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_uint8, train_model)
-from .mri import MODALITIES, load_case_cached, read_label_table, case_labels
+
+# taught in 04_mri, re-exported for convenience (and by `from genmodels.stylegan3d import *`)
+_all_ = ["fit_labels", "label_names", "encode_labels", "label_combinations", "load_cases", "split_cases",
+         "VolumeDataset", "save_nifti"]
 
 # %% auto #0
-__all__ = ['fit_labels', 'label_names', 'encode_labels', 'label_combinations', 'load_cases', 'split_cases', 'VolumeDataset',
-           'MappingNetwork', 'NoiseInjection', 'AdaIN', 'StyleConv', 'SynthesisBlock', 'Generator3D', 'w_centre',
-           'ResidualDown', 'Discriminator3D', 'StyleGAN3DConfig', 'build_networks', 'count_parameters',
-           'memory_estimate', 'memory_table', 'make_stylegan_state', 'stylegan_step', 'to_uint8_slices',
-           'sample_slices', 'train_stylegan', 'generate', 'load_stylegan', 'mix_styles', 'save_nifti']
-
-# %% ../nbs/05_stylegan3d.ipynb #214c0e45
-def _is_binary(values) -> bool:
-    return all(isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, float)) and v in (0, 1)) for v in values)
-
-
-def fit_labels(
-    rows: dict,  # {case_id: {column: value}} of the training cases
-    columns=(),  # the columns to condition on (may be empty: modality only)
-    modalities=MODALITIES,  # the modalities, in one-hot order
-) -> dict:  # the label spec: plain values, saved in checkpoints
-    "Fit the label encoding on the training cases: one-hot modality, then each column by its kind."
-    if not rows:
-        raise ValueError("rows: expected labels for at least one case, found none")
-    spec = {"modalities": list(modalities), "columns": []}
-    for column in columns:
-        missing = [c for c, row in rows.items() if column not in row]
-        if missing:
-            raise KeyError(f"label column {column!r}: missing for case(s) {missing[:3]}; found columns "
-                           f"{sorted(next(iter(rows.values())))}")
-        values = [rows[c][column] for c in sorted(rows)]
-        if _is_binary(values):
-            spec["columns"].append({"name": column, "kind": "binary"})
-        elif all(isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) for v in values):
-            mean, std = float(np.mean(values)), float(np.std(values))
-            spec["columns"].append({"name": column, "kind": "numeric", "mean": mean, "std": std if std > 0 else 1.0})
-        else:
-            spec["columns"].append({"name": column, "kind": "categorical", "categories": sorted({str(v) for v in values})})
-    return spec
-
-
-def label_names(spec: dict) -> list:  # one name per entry of the label vector
-    "Names of the label vector's entries, e.g. ['modality=t1n', …, 'grade=high', 'grade=low']."
-    names = [f"modality={m}" for m in spec["modalities"]]
-    for col in spec["columns"]:
-        if col["kind"] == "categorical":
-            names += [f"{col['name']}={c}" for c in col["categories"]]
-        else:
-            names.append(col["name"] + (" (standardised)" if col["kind"] == "numeric" else ""))
-    return names
-
-
-def encode_labels(
-    spec: dict,  # from fit_labels
-    labels: dict,  # {"modality": name, column: value, …}
-) -> np.ndarray:  # float32 [label_dim]
-    "One label vector from named values."
-    if "modality" not in labels:
-        raise KeyError(f"labels: expected a 'modality' (one of {spec['modalities']}), found keys {sorted(labels)}")
-    if labels["modality"] not in spec["modalities"]:
-        raise ValueError(f"labels['modality']: expected one of {spec['modalities']}, found {labels['modality']!r}")
-    out = [float(labels["modality"] == m) for m in spec["modalities"]]
-    for col in spec["columns"]:
-        name = col["name"]
-        if name not in labels:
-            raise KeyError(f"labels: expected a value for {name!r} (the model is conditioned on "
-                           f"{[c['name'] for c in spec['columns']]}), found keys {sorted(labels)}")
-        value = labels[name]
-        if col["kind"] == "categorical":
-            if str(value) not in col["categories"]:
-                raise ValueError(f"labels[{name!r}]: expected one of {col['categories']}, found {value!r}")
-            out += [float(str(value) == c) for c in col["categories"]]
-        elif col["kind"] == "binary":
-            if not _is_binary([value]):
-                raise ValueError(f"labels[{name!r}]: expected a yes/no value (True, False, 0 or 1), found {value!r}")
-            out.append(float(value))
-        else:
-            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-                raise ValueError(f"labels[{name!r}]: expected a finite number, found {value!r}")
-            out.append((float(value) - col["mean"]) / col["std"])
-    return np.asarray(out, np.float32)
-
-
-def label_combinations(spec: dict) -> list:  # list of label dicts
-    "Every modality with every category of the categorical and binary columns (numeric columns at their mean)."
-    combos = [{"modality": m} for m in spec["modalities"]]
-    for col in spec["columns"]:
-        values = col["categories"] if col["kind"] == "categorical" else [True, False] if col["kind"] == "binary" else [col["mean"]]
-        combos = [{**c, col["name"]: v} for v in values for c in combos]
-    return combos
-
-# %% ../nbs/05_stylegan3d.ipynb #1b0dbbcb
-def load_cases(
-    data_dir: str | Path,  # a folder of BraTS-layout case folders
-    size: int,  # edge of the cube
-    cache_dir: str | Path,  # the preprocessing cache (never inside data_dir)
-    label_table=None,  # a CSV path (case_id + columns), or None: proxies from the segmentations
-    label_columns=None,  # columns to use (None: all of the table's, or both proxies)
-) -> tuple:  # (cases: list of dicts from load_case_cached, rows: {case_id: {column: value}}, columns: list)
-    "Every case of a folder, preprocessed and cached, with its labels."
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data_dir: {data_dir} is not a folder; expected a folder of BraTS-layout case folders")
-    folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and any(p.glob(f"{p.name}-*.nii*")))
-    if not folders:
-        raise FileNotFoundError(f"data_dir: {data_dir} holds no case folders (<case>/<case>-t1n.nii.gz, …)")
-    cases = [load_case_cached(f, size, cache_dir) for f in folders]
-    table = read_label_table(label_table) if label_table is not None else None  # read once, not once per case
-    try:
-        rows = {c["case_id"]: case_labels(c, table, columns=label_columns) for c in cases}
-    except KeyError as e:  # name the file, where case_labels only saw its rows
-        raise KeyError(str(e.args[0]).replace("the label table", str(label_table))) from e
-    columns = list(label_columns) if label_columns is not None else list(next(iter(rows.values())))
-    return cases, rows, columns
-
-
-def split_cases(
-    case_ids,  # the cases, in a fixed order
-    n_heldout: int,  # cases kept for evaluation
-    seed: int = 0,  # seeds the draw
-    strata=None,  # {case_id: value}: hold out cases of every value in turn (e.g. the grade)
-) -> tuple:  # (train ids, held-out ids)
-    "A seeded split of cases, stratified by a label when given (cases, not volumes: no case is in both)."
-    case_ids = sorted(case_ids)
-    if not 0 < n_heldout < len(case_ids):
-        raise ValueError(f"n_heldout: expected 1 … {len(case_ids) - 1} (there are {len(case_ids)} cases), found {n_heldout}")
-    rng = np.random.default_rng(seed)
-    order = [case_ids[i] for i in rng.permutation(len(case_ids))]
-    if strata is not None:  # round-robin over the strata, so every value is held out
-        groups = {}
-        for c in order:
-            groups.setdefault(str(strata[c]), []).append(c)
-        interleaved = []
-        while any(groups.values()):
-            for key in sorted(groups):
-                if groups[key]:
-                    interleaved.append(groups[key].pop(0))
-        order = interleaved
-    held = sorted(order[:n_heldout])
-    return [c for c in case_ids if c not in held], held
-
-
-class VolumeDataset(torch.utils.data.Dataset):
-    "(case, modality) pairs as training items: volume float32 [1, S, S, S] in [-1, 1] and labels float32 [L]."
-    def __init__(
-        self,
-        cases: list,  # dicts from load_case_cached (images [M, S, S, S], modalities, case_id)
-        rows: dict,  # {case_id: {column: value}}
-        spec: dict,  # from fit_labels
-        augment: bool = False,  # random left-right flips
-        seed: int = 0,  # seeds the flips (per item and epoch)
-    ):
-        self.cases, self.spec, self.augment, self.seed = cases, spec, augment, seed
-        self.items = []  # (case index, channel index, label vector)
-        for k, case in enumerate(cases):
-            for m in spec["modalities"]:
-                if m not in case["modalities"]:
-                    raise ValueError(f"case {case['case_id']}: expected modality {m!r}, found {list(case['modalities'])}")
-                labels = encode_labels(spec, {"modality": m, **rows[case["case_id"]]})
-                self.items.append((k, list(case["modalities"]).index(m), labels))
-        sizes = {c["images"].shape[1:] for c in cases}
-        if len(sizes) != 1:
-            raise ValueError(f"cases: expected volumes of one size, found sizes {sorted(sizes)}")
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):  # index: i, or (epoch, i) from core.batches
-        epoch, i = index if isinstance(index, tuple) else (0, index)
-        k, channel, labels = self.items[i]
-        volume = self.cases[k]["images"][channel]  # [S, S, S]
-        if self.augment and np.random.default_rng((self.seed, epoch, i)).random() < 0.5:
-            volume = volume[::-1]  # left-right
-        return {"volume": torch.from_numpy(np.ascontiguousarray(volume))[None], "labels": torch.from_numpy(labels)}
+__all__ = ['MappingNetwork', 'NoiseInjection', 'AdaIN', 'StyleConv', 'SynthesisBlock', 'Generator3D', 'w_centre', 'ResidualDown',
+           'Discriminator3D', 'StyleGAN3DConfig', 'build_networks', 'count_parameters', 'memory_estimate',
+           'memory_table', 'make_stylegan_state', 'stylegan_step', 'to_uint8_slices', 'sample_slices', 'train_stylegan',
+           'generate', 'load_stylegan', 'mix_styles', 'fit_labels', 'label_names', 'encode_labels',
+           'label_combinations', 'load_cases', 'split_cases', 'VolumeDataset', 'save_nifti']
 
 # %% ../nbs/05_stylegan3d.ipynb #1be43878
 def _conv(dims: int):
@@ -766,31 +606,3 @@ def mix_styles(
         ws = torch.cat([w(s).expand(crossover, -1), fine.expand(G.n_ws - crossover, -1)])[None]
         out.append(G.synthesis(ws, torch.Generator().manual_seed(0)).float().clamp(-1, 1).cpu()[0, 0])
     return torch.stack(out).numpy()
-
-# %% ../nbs/05_stylegan3d.ipynb #1b0624e7
-def save_nifti(
-    volume,  # float [S, S, S] (e.g. one volume from generate)
-    path: str | Path,  # a .nii or .nii.gz file, in a run folder
-    affine,  # 4×4 voxel → mm (RAS); e.g. state["affine"]
-    data_paths=(),  # the data folders, which are never written into
-) -> Path:  # the file written
-    "Write one volume as a NIfTI file that standard viewers place correctly."
-    import nibabel as nib
-    path = Path(path)
-    if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
-        raise ValueError(f"path: expected a .nii or .nii.gz file name, found {path.name!r}")
-    volume = np.asarray(volume, np.float32)
-    if volume.ndim != 3:
-        raise ValueError(f"volume: expected a 3D array [X, Y, Z], found shape {volume.shape}")
-    if not np.isfinite(volume).all():
-        raise ValueError(f"volume: holds {int((~np.isfinite(volume)).sum())} NaN or Inf voxels; nothing written to {path}")
-    affine = np.asarray(torch.as_tensor(affine).double().cpu(), np.float64)
-    if affine.shape != (4, 4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise ValueError(f"affine: expected an invertible 4×4 voxel → mm matrix, found shape {affine.shape}")
-    path = check_output_path(path, data_paths)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = nib.Nifti1Image(volume, affine)
-    image.set_qform(affine, code=2); image.set_sform(affine, code=2)  # 2: aligned to another scan's space
-    image.header.set_xyzt_units("mm")
-    nib.save(image, path)
-    return path

@@ -14,20 +14,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import get_device
+from .mri import PLANES
 from .metrics import (FixedFeatureExtractor, _gradients, _one_cpu_thread, _soft_hist, _tile_mean, fid_report,
                                register_extractor)
 
 # %% auto #0
-__all__ = ['PLANES', 'MRI_EXTRACTOR', 'MRI_FEATURE_GROUPS', 'INTENSITY_CENTRES', 'EDGE_CENTRES', 'LAYOUT_SIZE', 'MS_SSIM_BETAS',
+__all__ = ['MRI_EXTRACTOR', 'MRI_FEATURE_GROUPS', 'INTENSITY_CENTRES', 'EDGE_CENTRES', 'LAYOUT_SIZE', 'MS_SSIM_BETAS',
            'MAX_PAIRS', 'check_volumes', 'check_same_size', 'slice_indices', 'volume_slices',
            'mri_slice_feature_groups', 'FeatureExtractorMRISlice', 'register_mri_extractor', 'mri_slice_features',
            'slice_fid', 'ms_ssim_settings', 'ms_ssim_diversity', 'nearest_real', 'VolumeClassifier', 'check_targets',
            'train_classifier', 'predict_classes', 'classifier_accuracy', 'conditional_fidelity']
 
 # %% ../nbs/04b_volume_metrics.ipynb #e9122f0f
-PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}  # plane -> the RAS axis it fixes (x, y, z)
-
-
 def check_volumes(
     volumes,  # float32 [N, S, S, S] in [-1, 1], numpy (or torch, moved to the CPU)
     name: str = "volumes",  # argument name for error messages
@@ -120,7 +118,7 @@ def volume_slices(
         raise ValueError(f"plane: expected one of {list(PLANES)}, found {plane!r}")
     v = check_volumes(volumes, name)
     n, s = len(v), v.shape[1]
-    axis = PLANES[plane] + 1
+    axis = PLANES.index(plane) + 1
     cut = np.moveaxis(np.take(v, slice_indices(s, n_slices, positions), axis=axis), axis, 1)  # [N, n, A, B]
     cut = np.rot90(cut, 1, axes=(2, 3))  # [N, n, B, A], B reversed: superior (axial: anterior) at the top
     grey = np.clip(np.round((cut + 1) * 127.5), 0, 255).astype(np.uint8).reshape(n * n_slices, s, s)

@@ -189,7 +189,8 @@ def worker(out: Path):
     run, state, _ = train_pix2pix(tiny_pix2pix(), runs / "pix2pix", device="cpu", progress=False)
     report["pix2pix"] = {"step": run.step, "run_dir": str(run.run_dir), "weights": weights(state, ("G", "D"))}
     # the 3D StyleGAN into a run folder made by new_run_dir (run_dir=None; the working folder is OUT)
-    from genmodels.stylegan3d import VolumeDataset, fit_labels, load_cases, train_stylegan
+    from genmodels.mri import VolumeDataset, fit_labels, load_cases
+    from genmodels.stylegan3d import train_stylegan
     data = out / "data"
     cases, rows, columns = load_cases(data / "phantoms", 16, data / "cache", data / "phantoms" / "labels.csv", ["grade"])
     run, state = train_stylegan(tiny_stylegan(), VolumeDataset(cases, rows, fit_labels(rows, columns), augment=True),
@@ -205,8 +206,7 @@ def launched(tmp_path_factory):
     "Prepare the inputs, launch the two processes once, and return their reports and the folder."
     out = tmp_path_factory.mktemp("distributed")
     toy_fit(3, out / "one_half", callbacks=[Checkpoint()])  # the one-process checkpoint that two processes resume
-    from genmodels.mri import make_phantom_dataset
-    from genmodels.stylegan3d import load_cases
+    from genmodels.mri import load_cases, make_phantom_dataset
     phantoms = make_phantom_dataset(out / "data" / "phantoms", n_cases=2, voxel_mm=4)
     load_cases(phantoms, 16, out / "data" / "cache", phantoms / "labels.csv", ["grade"])  # fill the cache once
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",

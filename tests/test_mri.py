@@ -1,4 +1,5 @@
-"""genmodels.mri beyond the notebook: every bad input names the file or case, and the preprocessing cache."""
+"""genmodels.mri beyond the notebook: every bad input names the file, case or label, the preprocessing cache,
+the label encoding, the case dataset and NIfTI export."""
 import csv
 import os
 import shutil
@@ -6,6 +7,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 import genmodels.mri as mri
 
@@ -157,6 +159,105 @@ def test_proxies_never_a_grade(phantoms):
         labels = mri.case_labels(mri.read_case(folder))
         assert set(labels) == {"enhancing_tumour_present", "tumour_volume_fraction"}
         assert labels["enhancing_tumour_present"] is expected
+
+
+
+# the label encoding
+
+def test_fit_labels_kinds_and_bad_values():
+    rows = {"A": {"grade": "high", "enhancing": True, "age": 40.0}, "B": {"grade": "low", "enhancing": 0, "age": 60.0}}
+    spec = mri.fit_labels(rows, ["grade", "enhancing", "age"])
+    assert [c["kind"] for c in spec["columns"]] == ["categorical", "binary", "numeric"]
+    good = {"modality": "t1n", "grade": "high", "enhancing": False, "age": 60.0}
+    np.testing.assert_allclose(mri.encode_labels(spec, good), [1, 0, 0, 0, 1, 0, 0, 1])  # age 60: mean 50 + 1 spread
+    assert len(mri.label_combinations(spec)) == 4 * 2 * 2  # the numeric column at its mean
+    with pytest.raises(ValueError, match=r"labels\['enhancing'\]: expected a yes/no value .* found 'yes'"):
+        mri.encode_labels(spec, {**good, "enhancing": "yes"})
+    with pytest.raises(ValueError, match=r"labels\['age'\]: expected a finite number, found nan"):
+        mri.encode_labels(spec, {**good, "age": float("nan")})
+    with pytest.raises(KeyError, match="expected a 'modality'"):
+        mri.encode_labels(spec, {"grade": "high"})
+    with pytest.raises(ValueError, match="rows: expected labels for at least one case, found none"):
+        mri.fit_labels({}, ["grade"])
+    assert mri.fit_labels(rows)["columns"] == [] and mri.label_names(mri.fit_labels(rows))[0] == "modality=t1n"
+    assert mri.fit_labels({"A": {"age": 5.0}, "B": {"age": 5.0}}, ["age"])["columns"][0]["std"] == 1.0  # constant
+
+
+# the case dataset
+
+def test_load_cases_bad_inputs(phantoms, tmp_path):
+    table = tmp_path / "labels.csv"
+    table.write_text("case_id,grade\nPHANTOM-00000-000,high\n")  # the second case is missing
+    with pytest.raises(KeyError, match=r"labels.csv: expected a row for case 'PHANTOM-00001-000'"):
+        mri.load_cases(phantoms, 16, tmp_path / "cache", table, ["grade"])
+    with pytest.raises(KeyError, match="'age'"):
+        mri.load_cases(phantoms, 16, tmp_path / "cache", phantoms / "labels.csv", ["age"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty holds no case folders"):
+        mri.load_cases(tmp_path / "empty", 16, tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match="absent is not a folder"):
+        mri.load_cases(tmp_path / "absent", 16, tmp_path / "cache")
+    with pytest.raises(PermissionError, match="data folder"):
+        mri.load_cases(phantoms, 16, phantoms / "cache")
+
+
+def test_split_cases():
+    ids = [f"C{i}" for i in range(6)]
+    train, held = mri.split_cases(ids, 2, seed=3)
+    assert len(held) == 2 and sorted(train + held) == ids
+    assert mri.split_cases(ids[::-1], 2, seed=3) == (train, held)  # the order given does not matter
+    strata = {c: "high" if i % 2 == 0 else "low" for i, c in enumerate(ids)}
+    for seed in range(5):
+        assert sorted(strata[c] for c in mri.split_cases(ids, 2, seed, strata)[1]) == ["high", "low"]
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match=rf"n_heldout: expected 1 … 5 \(there are 6 cases\), found {bad}"):
+            mri.split_cases(ids, bad)
+
+
+def test_volume_dataset_items_and_bad_cases(phantoms, tmp_path):
+    cases, rows, columns = mri.load_cases(phantoms, 16, tmp_path / "cache", phantoms / "labels.csv", ["grade"])
+    spec = mri.fit_labels(rows, columns)
+    dataset = mri.VolumeDataset(cases, rows, spec)
+    assert len(dataset) == 2 * 4
+    item = dataset[5]  # the second case's second modality
+    assert item["volume"].shape == (1, 16, 16, 16) and item["volume"].dtype == torch.float32
+    np.testing.assert_array_equal(item["volume"][0].numpy(), cases[1]["images"][1])
+    assert mri.label_names(spec)[int(item["labels"][:4].argmax())] == "modality=t1c"
+    with pytest.raises(ValueError, match=r"case PHANTOM-00000-000: expected modality 't2f', found \['t1n'"):
+        mri.VolumeDataset([{**cases[0], "modalities": cases[0]["modalities"][:3]}], rows, spec)
+    small = {**cases[1], "images": cases[1]["images"][:, :8, :8, :8]}
+    with pytest.raises(ValueError, match=r"one size, found sizes \[\(8, 8, 8\), \(16, 16, 16\)\]"):
+        mri.VolumeDataset([cases[0], small], rows, spec)
+    with pytest.raises(KeyError, match="expected a value for 'grade'"):
+        mri.VolumeDataset(cases, {c: {} for c in rows}, spec)
+
+
+# NIfTI export
+
+def test_save_nifti_round_trip_and_bad_inputs(phantoms, tmp_path):
+    volume = np.full((8, 8, 8), -1, np.float32)
+    volume[2:6, 2:6, 2:6] = 0.5
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    path = mri.save_nifti(volume, tmp_path / "run" / "x.nii.gz", affine, [phantoms])
+    back, back_affine = mri.read_volume(path)
+    np.testing.assert_array_equal(back, volume)
+    np.testing.assert_allclose(back_affine, affine)
+    assert mri.save_nifti(volume, tmp_path / "x.nii", torch.as_tensor(affine)).is_file()  # a torch affine, plain .nii
+    nan = volume.copy()
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or Inf voxels; nothing written"):
+        mri.save_nifti(nan, tmp_path / "y.nii.gz", affine)
+    with pytest.raises(ValueError, match=r"invertible 4×4 .* found shape \(4, 4\)"):
+        mri.save_nifti(volume, tmp_path / "y.nii.gz", np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"invertible 4×4 .* found shape \(3, 3\)"):
+        mri.save_nifti(volume, tmp_path / "y.nii.gz", np.eye(3))
+    with pytest.raises(ValueError, match=r"a \.nii or \.nii\.gz file name, found 'y.png'"):
+        mri.save_nifti(volume, tmp_path / "y.png", affine)
+    with pytest.raises(ValueError, match=r"3D array \[X, Y, Z\], found shape \(8, 8\)"):
+        mri.save_nifti(volume[0], tmp_path / "y.nii.gz", affine)
+    with pytest.raises(PermissionError, match="data folder"):
+        mri.save_nifti(volume, phantoms / "PHANTOM-00000-000" / "x.nii.gz", affine, [phantoms])
+    assert not list(tmp_path.glob("y.*")) and not list(phantoms.rglob("x.nii*"))
 
 
 # cache
