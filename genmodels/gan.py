@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
-from .fom import FOMTiler, colour_wheel
+from .fom import colour_wheel
+from .tiler import FOMTiler
 from .synthetic import synthetic_section
 
 # %% auto #0

@@ -15,7 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import Config, require_field, get_device, seed_everything, fit, batches, Checkpoint, SampleGrid, new_run_dir
-from .fom import FOMTiler, colour_wheel, LazyMap
+from .fom import colour_wheel
+from .readers import LazyMap
+from .tiler import FOMTiler
 from .synthetic import synthetic_section, TEXTURE_CONTRAST
 
 # %% auto #0
@@ -355,7 +357,7 @@ def predict_section(
     progress: bool = False,  # show a progress bar
 ) -> np.ndarray:  # the predicted FOM, uint8 [H, W, 3]
     "Predict the FOM of a whole section by sliding-window inference with blending."
-    from genmodels.evaluation import sliding_window
+    from genmodels.tiler import sliding_window
     cfg, G = state["config"], state["G"]
     t = check_transmittance(transmittance)
     if len(t.shape) != 2:
