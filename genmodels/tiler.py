@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .core import check_output_path
-from .fom import (D4, MAP_NAMES, Section, colour_wheel, tissue_mask, transform_direction, transform_fom,
-                           transform_map)
+from .fom import D4, MAP_NAMES, Section, colour_wheel, tissue_mask
+from .fom import transform_direction, transform_fom, transform_map
 from .readers import LazyMap
 from .viz import FigureViewer, image_widget
 
