@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genmodels.fom import FOMTiler, Section
+from genmodels.fom import Section
+from genmodels.tiler import FOMTiler
 from genmodels.synthetic import synthetic_section
 
 TILE, N = 64, 10_000
@@ -85,7 +86,8 @@ HWM = "def hwm_kb():\n    return int([l for l in open('/proc/self/status') if l.
 
 CHILD = HWM + r"""
 import json, sys, time
-from genmodels.fom import read_section, FOMTiler, LazyMap
+from genmodels.readers import read_section, LazyMap
+from genmodels.tiler import FOMTiler
 base = hwm_kb()
 t0 = time.perf_counter()
 s = read_section(transmittance=sys.argv[1], fom=sys.argv[2])
@@ -126,7 +128,7 @@ def main():
         mem = {kind: peak_memory(folder, kind) for kind in ("TIFF", "HDF5")}
     for kind, r in mem.items():
         print(f"# {kind}: {r['n']} tiles in {r['seconds']:.1f} s (reading and indexing included); "
-              f"interpreter with genmodels.fom imported: {r['base_kb'] / 1024:.0f} MB")
+              f"interpreter with genmodels.tiler imported: {r['base_kb'] / 1024:.0f} MB")
     print(f"# for context, not in the figure: an interpreter that imports torch (this CUDA build) peaks at "
           f"{torch_import_memory():,.0f} MB of mapped libraries; the tiler does not import torch")
     print(f"paired 64x64 tiles from a 4096^2 in-memory section: {ours_rate:,.0f} tiles/s "

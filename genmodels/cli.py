@@ -299,7 +299,13 @@ def export_html(
     import nbformat
     from nbconvert import HTMLExporter
     notebook = Path(notebook)
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:  # a live view with its PNG in one output (genmodels.viz): the report shows the PNG
+                data.pop("application/vnd.jupyter.widget-view+json", None)
+    body, _ = HTMLExporter().from_notebook_node(nb)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out

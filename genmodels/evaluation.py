@@ -9,13 +9,14 @@ import math
 
 import numpy as np
 
-from .fom import FOM_MODES, LazyMap, angles_from_fom, colour_wheel, figure_png, fom_from_angles
+from .fom import FOM_MODES, angles_from_fom, colour_wheel, fom_from_angles
+from .tiler import sliding_window  # used on a whole section below; `genmodels.evaluation.sliding_window` still works
+from .viz import FigureViewer, image_widget
 
 # %% auto #0
-__all__ = ['DEFAULT_MIN_FLATNESS', 'CHANCE_DIRECTION_ERROR', 'METRIC_LABELS', 'WINDOW_WEIGHTS', 'direction_difference',
-           'direction_error_map', 'fom_errors', 'summarise', 'errors_table', 'direction_medians', 'medians_table',
-           'structure_tensor_direction', 'structure_tensor_fom', 'window_weight', 'window_starts', 'sliding_window',
-           'PairViewer']
+__all__ = ['DEFAULT_MIN_FLATNESS', 'CHANCE_DIRECTION_ERROR', 'METRIC_LABELS', 'direction_difference', 'direction_error_map',
+           'fom_errors', 'summarise', 'errors_table', 'direction_medians', 'medians_table',
+           'structure_tensor_direction', 'structure_tensor_fom', 'PairViewer']
 
 # %% ../nbs/03a_evaluation.ipynb #e7ddb70d
 DEFAULT_MIN_FLATNESS = 1 / 3  # a direction is judged where flatness = 1 − 2|α|/π ≥ this: |α| ≤ 60°
@@ -318,133 +319,6 @@ def structure_tensor_fom(
     _, inclination = angles_from_fom(np.asarray(brightness_from), mode)
     return fom_from_angles(direction, np.broadcast_to(inclination, direction.shape), mode)
 
-# %% ../nbs/03a_evaluation.ipynb #604cc3ac
-WINDOW_WEIGHTS = ("cosine", "uniform")
-
-
-def window_weight(
-    tile_size: int,  # pixels across a window
-    kind: str = "cosine",  # "cosine": Hann, sin²(π(i + ½)/t); "uniform": all ones (plain averaging)
-) -> np.ndarray:  # float32 [tile_size], > 0 everywhere; the 2D weight is its outer product
-    "One-dimensional blending weight of a window, positive at every pixel."
-    if kind not in WINDOW_WEIGHTS:
-        raise ValueError(f"weight: expected one of {WINDOW_WEIGHTS}, found {kind!r}")
-    if kind == "uniform":
-        return np.ones(tile_size, np.float32)
-    return (np.sin(np.pi * (np.arange(tile_size) + 0.5) / tile_size) ** 2).astype(np.float32)
-
-
-def window_starts(
-    length: int,  # pixels along one axis of the image
-    tile_size: int,  # pixels across a window
-    stride: int,  # pixels between window starts
-) -> list:  # start of each window; the last one ends at the border
-    "Window positions along one axis, on a grid of `stride`, the last aligned to the border."
-    starts = list(range(0, length - tile_size + 1, stride))
-    if starts[-1] != length - tile_size:
-        starts.append(length - tile_size)
-    return starts
-
-# %% ../nbs/03a_evaluation.ipynb #095534a2
-def _module_device(
-    predict,  # a function or a torch module
-):  # the device of the module's first parameter, or the CPU
-    "Where a model's weights live (the CPU for plain functions)."
-    import torch
-    if isinstance(predict, torch.nn.Module):
-        for p in predict.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-def sliding_window(
-    predict,  # batch [B, 1, t, t] float32 in [0, 1] -> torch tensor [B, C_out, t, t]; e.g. a model (its mode is left as is)
-    image,  # 2D map [H, W] float in [0, 1]: numpy array or genmodels.fom.LazyMap (read band by band)
-    tile_size: int,  # pixels across a window: the size the model was trained on
-    overlap: float = 0.5,  # share of a window shared with its neighbour, in [0, 1); 0: tiling without blending
-    batch_size: int = 16,  # windows per call of predict
-    out_channels: int | None = None,  # C_out, checked against the model; None: taken from the first batch
-    device=None,  # where the windows go (default: the model's device, the CPU for functions)
-    weight: str = "cosine",  # blending weight: "cosine" (Hann) or "uniform"
-    progress: bool = False,  # show a progress bar (tqdm)
-) -> np.ndarray:  # float32 [C_out, H, W]: the blended raw model output
-    "Whole-section inference of a tile model: blended predictions of overlapping windows."
-    import torch
-    if not callable(predict):
-        raise TypeError(f"predict: expected a model or function of a batch [B, 1, t, t], found {type(predict).__name__}")
-    if torch.is_tensor(image):
-        image = image.detach().cpu().numpy()
-    if not isinstance(image, (np.ndarray, LazyMap)):
-        raise TypeError(f"image: expected a numpy array or a LazyMap [H, W], found {type(image).__name__}")
-    if len(image.shape) != 2:
-        raise ValueError(f"image: expected a 2D map [H, W] (e.g. a transmittance), found shape {tuple(image.shape)}")
-    if isinstance(image, np.ndarray) and image.dtype.kind != "f":
-        raise ValueError(f"image: expected float values in [0, 1], found dtype {image.dtype} (divide 8-bit maps by 255)")
-    height, width = image.shape
-    if not isinstance(tile_size, (int, np.integer)) or tile_size <= 0:
-        raise ValueError(f"tile_size: expected a positive integer, found {tile_size!r}")
-    if tile_size > min(height, width):
-        raise ValueError(f"tile_size: {tile_size}×{tile_size} px windows do not fit the image of {height}×{width} px; "
-                         f"use tile_size ≤ {min(height, width)}, or pad the image")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap: expected a share in [0, 1), found {overlap}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
-    t, blend = int(tile_size), overlap > 0
-    w1 = window_weight(t, weight)  # [t]
-    w2 = np.outer(w1, w1)[None]  # [1, t, t]
-    stride = max(1, int(round(t * (1 - overlap))))
-    ys, xs = window_starts(height, t, stride), window_starts(width, t, stride)
-    device = _module_device(predict) if device is None else torch.device(device)
-    out = None if out_channels is None else np.zeros((out_channels, height, width), np.float32)
-
-    def windows():  # (y0, x0, window [t, t] float32), reading one band of t rows at a time
-        for y0 in ys:
-            band = np.asarray(image[y0:y0 + t, 0:width], dtype=np.float32)  # [t, W]
-            lo, hi = float(band.min()), float(band.max())
-            if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
-                raise ValueError(f"image: expected values in [0, 1], found [{lo:.4g}, {hi:.4g}] in rows {y0}–{y0 + t}")
-            for x0 in xs:
-                yield y0, x0, band[:, x0:x0 + t]
-
-    def run(pending):  # predict a batch and add it to the output
-        nonlocal out
-        batch = torch.from_numpy(np.stack([p[2] for p in pending]))[:, None].to(device)  # [B, 1, t, t]
-        with torch.no_grad():
-            result = predict(batch)
-        if not torch.is_tensor(result) or result.dim() != 4 or result.shape[0] != len(pending) or tuple(result.shape[2:]) != (t, t):
-            found = tuple(result.shape) if torch.is_tensor(result) else type(result).__name__
-            raise ValueError(f"predict: expected a tensor [B, C_out, {t}, {t}] for a batch of {len(pending)} windows, found {found}")
-        if out is None:
-            out = np.zeros((result.shape[1], height, width), np.float32)
-        if result.shape[1] != out.shape[0]:
-            raise ValueError(f"predict: expected {out.shape[0]} output channels (out_channels), found {result.shape[1]}")
-        result = result.detach().float().cpu().numpy()  # [B, C_out, t, t]
-        for (y0, x0, _), r in zip(pending, result):
-            if blend:
-                out[:, y0:y0 + t, x0:x0 + t] += r * w2
-            else:
-                out[:, y0:y0 + t, x0:x0 + t] = r
-
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(ys) * len(xs), desc="windows", disable=not progress, leave=False)
-    pending = []
-    for item in windows():
-        pending.append(item)
-        if len(pending) == batch_size:
-            run(pending); bar.update(len(pending)); pending = []
-    if pending:
-        run(pending); bar.update(len(pending))
-    bar.close()
-    if blend:  # the windows form a grid, so the summed weight is the outer product of the per-axis sums
-        sums = [np.zeros(n, np.float32) for n in (height, width)]
-        for s, starts in zip(sums, (ys, xs)):
-            for start in starts:
-                s[start:start + t] += w1
-        for y0 in range(0, height, 1024):  # in bands, so no second full-size array is needed
-            out[:, y0:y0 + 1024] /= np.outer(sums[0][y0:y0 + 1024], sums[1])[None]
-    return out
-
 # %% ../nbs/03a_evaluation.ipynb #8b1821fe
 def _tile_label(
     name: str,  # the tile's name
@@ -459,7 +333,7 @@ def _tile_label(
             + ("Δφ –" if math.isnan(d) else f"Δφ {d:.1f}°"))
 
 
-class PairViewer:
+class PairViewer(FigureViewer):
     "Page through test tiles: transmittance | prediction | target | direction error, with per-tile metrics."
     def __init__(
         self,
@@ -503,7 +377,7 @@ class PairViewer:
         self.previous.on_click(lambda _: setattr(self.page, "value", max(self.page.value - 1, 0)))
         self.next.on_click(lambda _: setattr(self.page, "value", min(self.page.value + 1, self.n_pages - 1)))
         self.status = w.HTML()
-        self.image = w.Image(format="png")
+        self.image = image_widget()
         self.page.observe(lambda change: self.draw(), names="value")
         self.widget = w.VBox([w.HBox([self.previous, self.page, self.next, self.status]), self.image])
         self.draw()
@@ -558,10 +432,4 @@ class PairViewer:
     def draw(self):
         "Render the current page into the widget's image."
         self.status.value = f"page {self.page.value + 1} of {self.n_pages}"
-        self.image.value = figure_png(self.figure())
-
-    def show(self):
-        "Display the live widget and, for reports and headless runs, a static snapshot of it."
-        from IPython.display import display, Image
-        display(self.widget)
-        display(Image(self.image.value))
+        self.render()

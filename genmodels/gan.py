@@ -14,8 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import require_field, require_positive
-from .fom import FOMTiler, colour_wheel
+from .fom import colour_wheel
 from .synthetic import synthetic_section
+from .tiler import FOMTiler
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_uint8, train_model)
 

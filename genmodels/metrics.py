@@ -20,10 +20,11 @@ from .core import get_device
 
 # %% auto #0
 __all__ = ['DIRECTION_BINS', 'VALUE_CENTRES', 'COHERENCE_SCALES', 'COHERENCE_CENTRES', 'GRADIENT_CENTRES', 'SHARE_CENTRES',
-           'LAGS', 'FEATURE_GROUPS', 'FOM_EXTRACTOR', 'EXTRACTORS', 'as_uint8_images', 'UInt8Images',
-           'fom_feature_groups', 'fom_features', 'FixedFeatureExtractor', 'FeatureExtractorFOM', 'register_extractor',
-           'register_fom_extractor', 'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report',
-           'background_share', 'nearest_distances', 'memorisation_check']
+           'LAGS', 'FEATURE_GROUPS', 'FOM_EXTRACTOR', 'EXTRACTORS', 'as_uint8_images', 'UInt8Images', 'soft_histogram',
+           'tile_mean', 'central_differences', 'one_cpu_thread', 'fom_feature_groups', 'fom_features',
+           'FixedFeatureExtractor', 'FeatureExtractorFOM', 'register_extractor', 'register_fom_extractor',
+           'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report', 'background_share',
+           'nearest_distances', 'memorisation_check']
 
 # %% ../nbs/02a_metrics.ipynb #9644ee52
 def as_uint8_images(
@@ -87,14 +88,14 @@ def _hue(
     h = torch.where(b == v, 4 + (r - g) / safe, h)
     return torch.remainder(h / 6, 1.0) * (c > 0)
 
-
-def _soft_hist(
+# %% ../nbs/02a_metrics.ipynb #0e0d60df
+def soft_histogram(
     x: torch.Tensor,  # values [N, ...]
     centres,  # increasing bin centres (linear bins), or the number of bins on a circle
     weight: torch.Tensor,  # weights, same shape as x
     period: float | None = None,  # circle length for circular bins (centres = number of bins)
 ) -> torch.Tensor:  # [N, K] square roots of the normalised histogram (Hellinger embedding)
-    "Soft histogram with linear interpolation between neighbouring bins; square roots of the shares."
+    "Per-tile soft histogram (each value split between its two nearest bins), as square roots of the shares."
     n = x.shape[0]
     x, weight = x.reshape(n, -1), weight.reshape(n, -1)
     if period is not None:  # K equal bins on a circle, centred at (k + ½)·period/K
@@ -115,30 +116,30 @@ def _soft_hist(
     out.scatter_add_(1, hi, weight * frac)
     return (out / out.sum(1, keepdim=True).clamp_min(1e-8)).sqrt()
 
-
-def _tile_mean(
+# %% ../nbs/02a_metrics.ipynb #e3377dca
+def tile_mean(
     x: torch.Tensor,  # values [N, ...]
     weight: torch.Tensor | None = None,  # weights of the same shape, or None for a plain mean
 ) -> torch.Tensor:  # [N, 1]
-    "Per-tile (weighted) mean."
+    "The mean of each tile's values, weighted or plain."
     n = x.shape[0]
     if weight is None:
         return x.reshape(n, -1).mean(1, keepdim=True)
     return (x * weight).reshape(n, -1).sum(1, keepdim=True) / weight.reshape(n, -1).sum(1, keepdim=True).clamp_min(1e-8)
 
 
-def _gradients(
+def central_differences(
     m: torch.Tensor,  # maps [N, C, H, W]
 ) -> tuple[torch.Tensor, torch.Tensor]:  # central differences gx (right), gy (up), each [N, C, H-2, W-2]
-    "Central differences with y pointing up, as φ is measured."
+    "Central differences of maps, x to the right and y up (as φ is measured), on the interior pixels."
     return (m[..., 1:-1, 2:] - m[..., 1:-1, :-2]) / 2, (m[..., :-2, 1:-1] - m[..., 2:, 1:-1]) / 2
 
-# %% ../nbs/02a_metrics.ipynb #36d0e6f6
+# %% ../nbs/02a_metrics.ipynb #29611139
 @contextlib.contextmanager
-def _one_cpu_thread(
+def one_cpu_thread(
     device: torch.device,  # where the work runs; only the CPU is affected
 ):
-    "Run many small element-wise operations on one CPU thread: on small CPUs, waking threads costs more than the work."
+    "Run a block on one CPU thread: for many small element-wise operations, waking threads costs more than the work."
     n = torch.get_num_threads()
     if device.type != "cpu" or n == 1:
         yield
@@ -149,12 +150,12 @@ def _one_cpu_thread(
     finally:
         torch.set_num_threads(n)
 
-
+# %% ../nbs/02a_metrics.ipynb #36d0e6f6
 def fom_feature_groups(
     x: torch.Tensor,  # HSV-black FOM tiles, uint8 [N, 3, H, W] (H, W ≥ 8), any device
 ) -> dict:  # group name -> float32 [N, k] on x's device; see FEATURE_GROUPS
     "The fixed FOM features of tiles, by group: direction, inclination, coherence, structure, tracts."
-    with _one_cpu_thread(x.device), torch.no_grad():
+    with one_cpu_thread(x.device), torch.no_grad():
         return _feature_groups(x)
 
 
@@ -167,15 +168,15 @@ def _feature_groups(x):
     w = chroma  # weight of a pixel's direction: flat, saturated fibres count, dark or grey ones do not
     field = torch.stack([w * torch.cos(two_phi), w * torch.sin(two_phi)], 1)  # [N, 2, H, W], |·| ≤ 1
 
-    direction = torch.cat([_soft_hist(two_phi / 2, DIRECTION_BINS, w, period=math.pi), _tile_mean(w)], 1)
+    direction = torch.cat([soft_histogram(two_phi / 2, DIRECTION_BINS, w, period=math.pi), tile_mean(w)], 1)
 
     lit = (value > 0.1).float()  # where a colour can be judged at all
     desaturation = (value - chroma) / value.clamp_min(1e-3)  # 1 − saturation: 0 on a valid FOM
     inclination = torch.cat([
-        _soft_hist(value, VALUE_CENTRES, torch.ones_like(value)),
-        *[_tile_mean((value < t).float()) for t in (0.05, 0.15, 0.3)],
+        soft_histogram(value, VALUE_CENTRES, torch.ones_like(value)),
+        *[tile_mean((value < t).float()) for t in (0.05, 0.15, 0.3)],
         value.reshape(n, -1).std(1, keepdim=True),
-        _tile_mean(desaturation, lit), _tile_mean((desaturation > 0.1).float(), lit)], 1)
+        tile_mean(desaturation, lit), tile_mean((desaturation > 0.1).float(), lit)], 1)
 
     coherence = []
     for s in COHERENCE_SCALES:
@@ -183,7 +184,7 @@ def _feature_groups(x):
         pooled = F.avg_pool2d(field, s)  # [N, 2, H/s, W/s]: mean doubled-angle vector per block
         pooled_w = F.avg_pool2d(w[:, None], s)[:, 0]  # [N, H/s, W/s]
         coh = (pooled.pow(2).sum(1).sqrt() / pooled_w.clamp_min(1e-6)).clamp(0, 1)  # 1: all fibres parallel
-        coherence += [_tile_mean(coh, pooled_w), _soft_hist(coh, COHERENCE_CENTRES, pooled_w + 1e-6)]
+        coherence += [tile_mean(coh, pooled_w), soft_histogram(coh, COHERENCE_CENTRES, pooled_w + 1e-6)]
     coherence = torch.cat(coherence, 1)
 
     structure, tracts = [], []
@@ -191,10 +192,10 @@ def _feature_groups(x):
     for level in range(2):  # 1 px, then 2 px (2×2 means)
         if level:
             maps = F.avg_pool2d(maps, 2)
-        gx, gy = _gradients(maps)  # [N, 3, h, w] each
+        gx, gy = central_differences(maps)  # [N, 3, h, w] each
         for sl in (slice(0, 2), slice(2, 3)):  # field, value
             magnitude = (gx[:, sl].pow(2) + gy[:, sl].pow(2)).sum(1).sqrt()  # [N, h, w], ≈ [0, 1]
-            structure += [_tile_mean(magnitude), _soft_hist(magnitude, GRADIENT_CENTRES, torch.ones_like(magnitude))]
+            structure += [tile_mean(magnitude), soft_histogram(magnitude, GRADIENT_CENTRES, torch.ones_like(magnitude))]
         # the fibre direction (cos φ, sin φ) from the doubled-angle vector at the same pixels
         f = maps[:, :2, 1:-1, 1:-1]
         strength = f.pow(2).sum(1).sqrt()  # [N, h, w]
@@ -205,14 +206,14 @@ def _feature_groups(x):
         across = (gy * cos_phi[:, None] - gx * sin_phi[:, None]).pow(2)
         for sl in (slice(0, 2), slice(2, 3)):
             a, total = along[:, sl].sum(1), (along[:, sl] + across[:, sl]).sum(1)
-            tracts.append(_tile_mean(a / total.clamp_min(1e-8), strength * total))  # < ½: fibres follow structures
+            tracts.append(tile_mean(a / total.clamp_min(1e-8), strength * total))  # < ½: fibres follow structures
             if level == 0:
-                tracts.append(_soft_hist(a / total.clamp_min(1e-8), SHARE_CENTRES, strength * total + 1e-8))
+                tracts.append(soft_histogram(a / total.clamp_min(1e-8), SHARE_CENTRES, strength * total + 1e-8))
     for lag in LAGS:
         lag = min(lag, height - 1, width - 1)
         for a, b in ((field[..., :, lag:], field[..., :, :-lag]), (field[..., lag:, :], field[..., :-lag, :])):
             norm = (a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt()
-            structure.append(_tile_mean((a * b).sum(1) / norm.clamp_min(1e-8), norm))
+            structure.append(tile_mean((a * b).sum(1) / norm.clamp_min(1e-8), norm))
     return {"direction": direction, "inclination": inclination, "coherence": coherence,
             "structure": torch.cat(structure, 1), "tracts": torch.cat(tracts, 1)}
 

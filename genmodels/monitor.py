@@ -5,7 +5,6 @@
 # %% ../nbs/02b_monitor.ipynb #3dea57cc
 from __future__ import annotations
 
-import io
 import math
 import textwrap
 import threading
@@ -14,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from .core import Callback
+from .viz import figure_png, image_widget, set_png, show_view
 
 # %% auto #0
 __all__ = ['SMOOTHINGS', 'LEVELS', 'SYNTHETIC_CASES', 'LEVEL_COLOURS', 'STOP_REASON', 'log_values', 'log_steps', 'smooth',
-           'diagnose', 'synthetic_history', 'figure', 'figure_png', 'level_counts', 'summary', 'LossMonitor',
-           'in_background']
+           'diagnose', 'synthetic_history', 'figure', 'level_counts', 'summary', 'LossMonitor', 'in_background']
 
 # %% ../nbs/02b_monitor.ipynb #95f10483
 def log_values(
@@ -335,16 +334,6 @@ def figure(
                         top=1 - (0.45 + 0.16 * len(title_lines)) / height, wspace=0.28)
     return fig
 
-
-def figure_png(
-    fig,  # a matplotlib Figure
-    dpi: int = 80,  # resolution
-) -> bytes:  # PNG
-    "PNG bytes of a matplotlib figure."
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
 # %% ../nbs/02b_monitor.ipynb #78679606
 def level_counts(
     history: list[dict],  # per-step logs, oldest first
@@ -413,7 +402,7 @@ class LossMonitor(Callback):
         diagnose([], window, **thresholds)  # checks the window and the threshold names
         self.every, self.window, self.smoothing, self.span, self.show, self.dpi = every, window, smoothing, span, show, dpi
         self.thresholds = thresholds
-        self.image = w.Image(format="png")
+        self.image = image_widget()
         self.status = w.HTML()
         self.stop_button = w.Button(description="stop training", button_style="danger", icon="stop",
                                     tooltip="end training after the current step (its callbacks still finish)")
@@ -431,8 +420,7 @@ class LossMonitor(Callback):
         self.stop_button.description, self.stop_button.disabled = "stop training", False
         self.status.value = f"step {run.step} of {run.n_steps}: starting"
         if self.show:
-            from IPython.display import display
-            self.handle = display(self.widget, display_id=True)
+            self.handle = show_view(self.widget, display_id=True)  # None in plain Python
 
     def on_step(self, run, logs):
         self.diagnosis = diagnose(run.history, self.window, **self.thresholds)
@@ -463,7 +451,8 @@ class LossMonitor(Callback):
     def draw(self, run=None) -> bytes:
         "Redraw the figure into the widget's image; returns the PNG."
         png = figure_png(self.figure(run), self.dpi)
-        self.image.value, self.n_draws = png, self.n_draws + 1
+        set_png(self.image, png)
+        self.n_draws += 1
         return png
 
     def on_end(self, run):
@@ -476,12 +465,9 @@ class LossMonitor(Callback):
             (run.run_dir / "monitor.png").write_bytes(png)
             (run.run_dir / "monitor.txt").write_text(summary(run.history, self.window, self.smoothing, self.span, self.levels,
                                                              run.stop_reason, **self.thresholds))
-        if self.show:
-            from IPython.display import display, Image
-            if self.handle is not None:
-                self.handle.update(Image(png))  # the widget's place now holds the final curves, as a plain PNG
-            else:
-                display(Image(png))
+        if self.show and self.handle is not None:
+            from IPython.display import Image
+            self.handle.update(Image(png))  # the widget's place now holds the final curves, as a plain PNG
 
 # %% ../nbs/02b_monitor.ipynb #587b181e
 def in_background(

@@ -15,8 +15,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import require_field, require_positive
-from .fom import FOMTiler, colour_wheel, LazyMap
+from .fom import colour_wheel
+from .readers import LazyMap
 from .synthetic import synthetic_section, TEXTURE_CONTRAST
+from .tiler import FOMTiler
 from .train import (NonSaturating, TrainConfig, eval_mode, frozen, make_adversarial_state, optimise, to_uint8,
                              train_model)
 
@@ -390,7 +392,7 @@ def predict_section(
     progress: bool = False,  # show a progress bar
 ) -> np.ndarray:  # the predicted FOM, uint8 [H, W, 3]
     "Predict the FOM of a whole section by sliding-window inference with blending."
-    from genmodels.evaluation import sliding_window
+    from genmodels.tiler import sliding_window
     cfg, G = state["config"], state["G"]
     t = check_transmittance(transmittance)
     if len(t.shape) != 2:

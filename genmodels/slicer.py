@@ -9,8 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .fom import figure_png
 from .mri import MODALITIES, PLANES
+from .viz import FigureViewer, image_widget
 
 # %% auto #0
 __all__ = ['LABELS', 'plane', 'as_volumes', 'check_segmentation', 'check_crosshair', 'display_window', 'slicer_figure',
@@ -226,7 +226,7 @@ def phantom_volume(
     return volumes, labels
 
 # %% ../nbs/04a_slicer.ipynb #ef3e8e4a
-class VolumeSlicer:
+class VolumeSlicer(FigureViewer):
     "Three linked planes through multi-modal volumes, with segmentation overlay and an optional generated row."
     def __init__(
         self,
@@ -272,7 +272,7 @@ class VolumeSlicer:
         self.show_overlay = w.Checkbox(value=has_seg, description="segmentation", disabled=not has_seg)
         self.opacity = w.FloatSlider(value=overlay_alpha, min=0, max=1, step=0.05, description="opacity",
                                      disabled=not has_seg, continuous_update=False)
-        self.image = w.Image(format="png")
+        self.image = image_widget()
         self._hold = False
         for control in (*self.sliders, self.modality, self.show_overlay, self.opacity):
             control.observe(lambda change: self.draw(), names="value")
@@ -329,10 +329,4 @@ class VolumeSlicer:
     def draw(self):
         "Render the current view into the widget's image."
         if not self._hold:
-            self.image.value = figure_png(self.figure(), dpi=self.dpi)
-
-    def show(self):
-        "Display the live widget and, for reports and headless runs, a static snapshot of it."
-        from IPython.display import display, Image
-        display(self.widget)
-        display(Image(self.image.value))
+            self.render()

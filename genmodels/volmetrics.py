@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from .core import get_device
 from .mri import PLANES
-from .metrics import (FixedFeatureExtractor, _gradients, _one_cpu_thread, _soft_hist, _tile_mean, fid_report,
-                               register_extractor)
+from .metrics import (FixedFeatureExtractor, central_differences, fid_report, one_cpu_thread, register_extractor,
+                               soft_histogram, tile_mean)
 
 # %% auto #0
 __all__ = ['MRI_EXTRACTOR', 'MRI_FEATURE_GROUPS', 'INTENSITY_CENTRES', 'EDGE_CENTRES', 'LAYOUT_SIZE', 'MS_SSIM_BETAS',
@@ -86,7 +86,7 @@ def _threads_for(
     size: int,  # edge of the cubes
 ):
     "One CPU thread for cubes up to 64³ (waking threads costs more than the work on a small, busy CPU); torch's default above."
-    return _one_cpu_thread(device) if size <= 64 else contextlib.nullcontext()
+    return one_cpu_thread(device) if size <= 64 else contextlib.nullcontext()
 
 # %% ../nbs/04b_volume_metrics.ipynb #2f9a510f
 def slice_indices(
@@ -136,22 +136,22 @@ def mri_slice_feature_groups(
     x: torch.Tensor,  # grey slices as uint8 [N, 3, H, W] (H, W ≥ 8), any device; 0 is background
 ) -> dict:  # group name -> float32 [N, k] on x's device; see MRI_FEATURE_GROUPS
     "The fixed features of grey MRI slices, by group: intensity, layout, texture."
-    with _one_cpu_thread(x.device), torch.no_grad():
+    with one_cpu_thread(x.device), torch.no_grad():
         grey = x.float().mean(1) / 255  # [N, H, W] in [0, 1]
         n = len(grey)
         tissue = (grey > 0.5 / 255).float()  # [N, H, W]: not background
-        mean = _tile_mean(grey, tissue)  # [N, 1]
-        spread = _tile_mean((grey - mean[:, :, None]).pow(2), tissue).sqrt()
-        intensity = torch.cat([_soft_hist(grey, INTENSITY_CENTRES, tissue), _tile_mean(tissue), mean, spread], 1)
+        mean = tile_mean(grey, tissue)  # [N, 1]
+        spread = tile_mean((grey - mean[:, :, None]).pow(2), tissue).sqrt()
+        intensity = torch.cat([soft_histogram(grey, INTENSITY_CENTRES, tissue), tile_mean(tissue), mean, spread], 1)
         layout = F.adaptive_avg_pool2d(grey[:, None], LAYOUT_SIZE).reshape(n, -1) / LAYOUT_SIZE
         texture, maps, weight = [], grey[:, None], tissue[:, None]
         for level in range(2):  # 1 px, then 2 px (2×2 means)
             if level:
                 maps, weight = F.avg_pool2d(maps, 2), F.avg_pool2d(weight, 2)
-            gx, gy = _gradients(maps)  # [N, 1, h-2, w-2] each
+            gx, gy = central_differences(maps)  # [N, 1, h-2, w-2] each
             magnitude = (gx.pow(2) + gy.pow(2)).sqrt()[:, 0]  # [N, h-2, w-2], ≈ [0, 1]
             w = weight[:, 0, 1:-1, 1:-1]
-            texture += [_tile_mean(magnitude, w), _soft_hist(magnitude, EDGE_CENTRES, w)]
+            texture += [tile_mean(magnitude, w), soft_histogram(magnitude, EDGE_CENTRES, w)]
         return {"intensity": intensity, "layout": layout, "texture": torch.cat(texture, 1)}
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = "nbs/03_pix2pix.ipynb"  # the notebook under test; until it exists, the FOM notebook stands in
-FALLBACK = "nbs/01_fom.ipynb"
+NOTEBOOK = "nbs/03_pix2pix.ipynb"  # the notebook under test; until it exists, the tiler notebook stands in
+FALLBACK = "nbs/01c_tiler.ipynb"
 NOTEBOOKS = [p for p in [NOTEBOOK, FALLBACK] if (ROOT / p).exists()][:1]  # always exactly one
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -31,7 +31,7 @@ SHOTS = ROOT / "runs" / "browser"
 
 SERVER_START_S = 60  # JupyterLab answering /api/status
 PAGE_READY_MS = 60_000  # the page loaded, the notebook open, its kernel idle
-RUN_ALL_MS = 480_000  # every code cell executed (01_fom: ~15 s; 03_pix2pix trains three models: ~2-3 min)
+RUN_ALL_MS = 480_000  # every code cell executed (01c_tiler: ~15 s; 03_pix2pix trains three models: ~2-3 min)
 WIDGET_MS = 20_000  # widget views rendered after the run
 
 # JupyterLab user settings, written to a settings folder in tmp_path: all cells in the DOM (no windowing),

@@ -1,7 +1,7 @@
 """`genmodels run` and `genmodels run-all`: refusals, failing cells, complete run folders, and equal metrics for equal seeds.
 
 Most tests use tiny notebooks written here with nbformat, so the file runs in about a minute and a half on a
-2-core CPU; the reproducibility test runs the real 01_fom twice (about 20 s each)."""
+2-core CPU; the reproducibility test runs the real 01c_tiler twice (about 20 s each)."""
 import json
 import re
 import subprocess
@@ -132,7 +132,7 @@ def test_run_all(tmp_path, monkeypatch, capsys):
 
 def test_same_seed_same_metrics(tmp_path):
     "The same course notebook, preset and seed on the CPU gives the same metrics.json twice."
-    runs = [run_notebook(NBS / "01_fom.ipynb", {"seed": 1}, preset="quick", out=tmp_path / name, verbose=False) for name in "ab"]
+    runs = [run_notebook(NBS / "01c_tiler.ipynb", {"seed": 1}, preset="quick", out=tmp_path / name, verbose=False) for name in "ab"]
     assert [r["status"] for r in runs] == ["ok", "ok"], [r["error"] for r in runs]
     first, second = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in "ab")
     assert len(first) >= 3 and first == second

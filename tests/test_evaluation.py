@@ -1,10 +1,13 @@
-"""genmodels.evaluation beyond the notebook: bad inputs, π-periodicity, NaN tiles, sliding-window coverage, lazy reading, the viewer."""
+"""genmodels.evaluation beyond the notebook: bad inputs, π-periodicity, NaN tiles, the viewer; and the sliding
+windows of genmodels.tiler it judges whole sections with: coverage, lazy reading."""
 import numpy as np
 import pytest
 import torch
 
 import genmodels.evaluation as ev
-from genmodels.fom import LazyMap, fom_from_angles, read_section
+from genmodels.fom import fom_from_angles
+from genmodels.readers import LazyMap, read_section
+from genmodels.tiler import sliding_window
 
 
 def flat_fom(degrees, shape=(8, 8)):
@@ -108,7 +111,7 @@ def test_errors_table():
 @pytest.mark.parametrize("tile_size", [16, 64, 157])
 @pytest.mark.parametrize("overlap", [0.0, 0.3, 0.5, 0.9])
 def test_sliding_window_covers_odd_sizes(odd_image, tile_size, overlap):
-    out = ev.sliding_window(identity3, odd_image, tile_size, overlap=overlap, batch_size=7)
+    out = sliding_window(identity3, odd_image, tile_size, overlap=overlap, batch_size=7)
     assert out.shape == (3, 203, 157) and out.dtype == np.float32
     if overlap == 0:
         assert np.array_equal(out[1], odd_image)
@@ -118,7 +121,7 @@ def test_sliding_window_covers_odd_sizes(odd_image, tile_size, overlap):
 
 def test_sliding_window_counts_every_pixel(odd_image):
     "A model that outputs ones: with uniform weights every pixel comes out exactly 1 (covered, normalised)."
-    out = ev.sliding_window(lambda b: torch.ones_like(b), odd_image, 32, overlap=0.5, weight="uniform")
+    out = sliding_window(lambda b: torch.ones_like(b), odd_image, 32, overlap=0.5, weight="uniform")
     np.testing.assert_allclose(out, 1, atol=1e-6)
 
 
@@ -136,35 +139,35 @@ def test_sliding_window_lazy_equals_memory(odd_image, tmp_path, monkeypatch):
 
     monkeypatch.setattr(LazyMap, "__getitem__", spy)
     for overlap in (0.0, 0.5):
-        expected = ev.sliding_window(identity3, odd_image, 64, overlap=overlap)
-        np.testing.assert_array_equal(ev.sliding_window(identity3, lazy, 64, overlap=overlap), expected)
+        expected = sliding_window(identity3, odd_image, 64, overlap=overlap)
+        np.testing.assert_array_equal(sliding_window(identity3, lazy, 64, overlap=overlap), expected)
     # read band by band: never more than a window's height of rows at once
     assert reads and all(k[0].stop - k[0].start <= 64 for k in reads)
 
 
 def test_sliding_window_bad_inputs(odd_image):
     with pytest.raises(ValueError, match=r"tile_size: 256×256 px windows do not fit the image of 203×157 px"):
-        ev.sliding_window(identity3, odd_image, 256)
+        sliding_window(identity3, odd_image, 256)
     for overlap in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match=rf"overlap: expected a share in \[0, 1\), found {overlap}"):
-            ev.sliding_window(identity3, odd_image, 32, overlap=overlap)
+            sliding_window(identity3, odd_image, 32, overlap=overlap)
     with pytest.raises(ValueError, match=r"image: expected a 2D map \[H, W\]"):
-        ev.sliding_window(identity3, odd_image[None], 32)
+        sliding_window(identity3, odd_image[None], 32)
     with pytest.raises(ValueError, match="image: expected float values in \\[0, 1\\], found dtype uint8"):
-        ev.sliding_window(identity3, (odd_image * 255).astype(np.uint8), 32)
+        sliding_window(identity3, (odd_image * 255).astype(np.uint8), 32)
     with pytest.raises(ValueError, match=r"image: expected values in \[0, 1\], found \[0\.0\d+, 255\] in rows 0–32"):
-        ev.sliding_window(identity3, odd_image * 255, 32)
+        sliding_window(identity3, odd_image * 255, 32)
     with pytest.raises(ValueError, match=r"predict: expected a tensor \[B, C_out, 32, 32\]"):
-        ev.sliding_window(lambda b: b[..., :16], odd_image, 32)
+        sliding_window(lambda b: b[..., :16], odd_image, 32)
     with pytest.raises(ValueError, match="predict: expected 2 output channels"):
-        ev.sliding_window(identity3, odd_image, 32, out_channels=2)
+        sliding_window(identity3, odd_image, 32, out_channels=2)
     with pytest.raises(ValueError, match="weight: expected one of"):
-        ev.sliding_window(identity3, odd_image, 32, weight="gauss")
+        sliding_window(identity3, odd_image, 32, weight="gauss")
 
 
 def test_sliding_window_runs_a_module_on_its_device(odd_image):
     model = torch.nn.Conv2d(1, 2, 3, padding=1).eval()
-    out = ev.sliding_window(model, odd_image, 32, overlap=0.25)
+    out = sliding_window(model, odd_image, 32, overlap=0.25)
     assert out.shape == (2, 203, 157) and np.isfinite(out).all()
 
 
@@ -206,4 +209,4 @@ def test_no_code_runs_on_import():
     import importlib, sys
     sys.modules.pop("genmodels.evaluation", None)
     module = importlib.import_module("genmodels.evaluation")
-    assert callable(module.sliding_window)
+    assert callable(module.fom_errors) and module.sliding_window is sliding_window  # still importable from here

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import genmodels.metrics as metrics
-from genmodels.fom import FOMTiler
+from genmodels.tiler import FOMTiler
 from genmodels.synthetic import synthetic_section
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from genmodels.core import Callback, fit
-from genmodels.monitor import (LEVELS, STOP_REASON, SYNTHETIC_CASES, LossMonitor, diagnose, figure, figure_png,
-                               in_background, log_values, smooth, summary, synthetic_history)
+from genmodels.monitor import (LEVELS, STOP_REASON, SYNTHETIC_CASES, LossMonitor, diagnose, figure, in_background,
+                               log_values, smooth, summary, synthetic_history)
+from genmodels.viz import figure_png
 
 EXPECTED = {"balanced": ("ok", "balanced"), "discriminator_wins": ("problem", "discriminator too strong"),
             "discriminator_at_chance": ("warning", "discriminator is at chance"),

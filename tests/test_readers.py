@@ -8,8 +8,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from genmodels.fom import (FOMTiler, LazyMap, Section, SectionReadError, fom_from_angles, read_section,
-                           tissue_mask)
+from genmodels.fom import Section, fom_from_angles, tissue_mask
+from genmodels.readers import LazyMap, SectionReadError, read_section
+from genmodels.tiler import FOMTiler
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "plimig"
 
@@ -186,7 +187,7 @@ def test_no_tissue_stops_and_reports(tmp_path):
 def test_nothing_written_into_the_data_folder(tmp_path):
     import shutil
     from genmodels.core import new_run_dir
-    from genmodels.fom import TileBrowser
+    from genmodels.tiler import TileBrowser
     data = tmp_path / "data"
     shutil.copytree(DATA, data)
     before = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in data.iterdir()}
@@ -209,3 +210,15 @@ def test_real_section_tissue_mask():
     assert 0.4 < mask.mean() < 0.8  # a rodent section on glass
     assert np.median(s.transmittance[~mask]) > 0.85 or np.median(s.transmittance[~mask]) < 0.05
     assert np.median(s.retardation[mask]) > 5 * np.median(s.retardation[~mask])  # tissue is birefringent, glass is not
+
+
+def test_reading_and_tiling_load_no_torch_widgets_or_pyplot():
+    "A tiling process stays small, and machines without ipywidgets read and tile: those load only where used."
+    import os
+    import subprocess
+    import sys
+    code = ("import sys, genmodels.readers, genmodels.tiler, genmodels.viz\n"
+            "print(sorted(m for m in ('torch', 'ipywidgets', 'matplotlib.pyplot') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]", out.stdout
