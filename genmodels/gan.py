@@ -15,8 +15,7 @@ import torch.nn.functional as F
 
 from .core import require_field, require_positive
 from .fom import colour_wheel
-from .synthetic import synthetic_section
-from .tiler import FOMTiler
+from .tiler import TileConfig, sample_tiles
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_uint8, train_model)
 
@@ -28,7 +27,7 @@ __all__ = ['GAN_LOSSES', 'GANConfig', 'UpBlock', 'Generator', 'MinibatchStd', 'D
 GAN_LOSSES = tuple(LOSSES)  # the adversarial losses of genmodels.train, by name
 
 @dataclass(frozen=True)
-class GANConfig(TrainConfig):
+class GANConfig(TileConfig, TrainConfig):
     "Everything that defines a GAN run; saved in every checkpoint and compared on resume."
     tile_size: int = 64  # pixels across a FOM tile: 32, 64 or 128
     z_dim: int = 128  # size of the latent vector z
@@ -44,10 +43,7 @@ class GANConfig(TrainConfig):
     batch_size: int = 64  # tiles per step
     ema_halflife: float = 20_000  # images after which an old weight counts half in G_ema (StyleGAN2-ADA's for 64)
     ema_rampup: float | None = 0.05  # the half-life is at most this share of the images seen (None: off)
-    section_size: int = 2048  # pixels across each synthetic section
-    n_sections: int = 8  # synthetic sections (seeds seed, seed + 1, ...)
     n_tiles: int = 50_000  # training tiles sampled from the sections
-    min_tissue: float = 0.5  # tiles need this tissue fraction
     sample_every: int = 500  # steps between sample grids
     channels_last: bool = True  # channels-last memory format for the convolutions (faster on CPU and GPU, see bench/)
 
@@ -60,7 +56,7 @@ class GANConfig(TrainConfig):
     def validate(self):
         super().validate()
         require_field(self.tile_size in (16, 32, 64, 128, 256), self, "tile_size", "a power of two from 16 to 256")
-        require_positive(self, "z_dim", "g_width", "d_width", "section_size", "n_sections", "n_tiles")
+        require_positive(self, "z_dim", "g_width", "d_width")
         require_field(self.loss in GAN_LOSSES, self, "loss", f"one of {GAN_LOSSES}")
         require_field(0 <= self.d_dropout < 1, self, "d_dropout", "a probability in [0, 1)")
         require_field(0 <= self.label_smoothing < 0.5, self, "label_smoothing", "a value in [0, 0.5)")
@@ -68,7 +64,6 @@ class GANConfig(TrainConfig):
         require_field(self.instance_noise >= 0, self, "instance_noise", "≥ 0")
         require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of images > 0")
         require_field(self.ema_rampup is None or self.ema_rampup > 0, self, "ema_rampup", "None or a share > 0")
-        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
 
 # %% ../nbs/02_gan.ipynb #a6eca095
 def _channels(width: int, n_blocks: int, cap: int = 8) -> list[int]:
@@ -290,16 +285,8 @@ def gan_tiles(
     config: GANConfig,  # tile_size, min_tissue, n_tiles, batch_size, seed and the synthetic sections' fields
     sections=None,  # sections to tile (default: synthetic ones)
 ):  # (train TileBatch, val TileBatch)
-    "Training and validation FOM tiles for a config: (train TileBatch, val TileBatch)."
-    if sections is None:
-        sections = [synthetic_section(config.section_size, seed=config.seed + k) for k in range(config.n_sections)]
-    tiler = FOMTiler(sections, tile_size=config.tile_size, min_tissue=config.min_tissue, seed=config.seed, maps=("fom", "transmittance"))
-    try:
-        train = tiler.sample(config.n_tiles, split="train")
-        val = tiler.sample(max(config.batch_size, config.n_tiles // 8), split="val")
-    except RuntimeError as e:
-        raise RuntimeError(f"GAN data: no usable tiles of {config.tile_size} px with tissue fraction ≥ {config.min_tissue}: {e}") from e
-    return train, val
+    "Training and validation FOM tiles for a config (the tiler's sample_tiles)."
+    return sample_tiles(config, sections, maps=("fom", "transmittance"), model="GAN")
 
 
 def train_gan(

@@ -17,22 +17,20 @@ import torch.nn.functional as F
 from .core import require_field, require_positive
 from .fom import colour_wheel
 from .readers import LazyMap
-from .synthetic import synthetic_section, TEXTURE_CONTRAST
-from .tiler import FOMTiler
+from .tiler import TileConfig, sample_tiles, sliding_window
 from .train import (NonSaturating, TrainConfig, eval_mode, frozen, make_adversarial_state, optimise, to_uint8,
                              train_model)
 
 # %% auto #0
 __all__ = ['HEADS', 'Pix2PixConfig', 'Down', 'Up', 'UNet', 'hsv_to_rgb_torch', 'render_orientation', 'orientation_targets',
            'patchgan_receptive_field', 'PatchGAN', 'make_pix2pix_state', 'translate', 'reconstruction_loss',
-           'pix2pix_step', 'pix2pix_sections', 'pix2pix_tiles', 'train_pix2pix', 'check_transmittance', 'predict_tiles',
-           'predict_section']
+           'pix2pix_step', 'pix2pix_tiles', 'train_pix2pix', 'check_transmittance', 'predict_tiles', 'predict_section']
 
 # %% ../nbs/03_pix2pix.ipynb #b4a8d308
 HEADS = ("rgb", "orientation")
 
 @dataclass(frozen=True)
-class Pix2PixConfig(TrainConfig):
+class Pix2PixConfig(TileConfig, TrainConfig):
     "Everything that defines a Pix2Pix run; saved in every checkpoint and compared on resume."
     tile_size: int = 64  # pixels across a tile; the U-Net's depth is log2(tile_size)
     head: str = "rgb"  # "rgb": G predicts the FOM's colours; "orientation": (cos 2φ, sin 2φ), flatness, tissue
@@ -46,11 +44,6 @@ class Pix2PixConfig(TrainConfig):
     lr_D: float = 2e-4  # Adam learning rate of D (below lr_G keeps a winning D in check)
     decay_from: float = 0.5  # constant learning rate, then linear decay to 0 from this fraction of the steps
     batch_size: int = 16  # tiles per step
-    section_size: int = 2048  # pixels across each synthetic section
-    n_sections: int = 8  # synthetic sections (seeds seed, seed + 1, ...)
-    texture_contrast: float = TEXTURE_CONTRAST  # fibre-bundle texture of the synthetic sections (0: none; see 01a_synthetic)
-    n_tiles: int = 20_000  # training tiles
-    min_tissue: float = 0.5  # tiles need this tissue fraction
     channels_last: bool = True  # channels-last memory format for the convolutions
 
     presets = {
@@ -63,13 +56,11 @@ class Pix2PixConfig(TrainConfig):
         super().validate()
         require_field(self.tile_size in (16, 32, 64, 128, 256, 512), self, "tile_size", "a power of two from 16 to 512")
         require_field(self.head in HEADS, self, "head", f"one of {HEADS}")
-        require_positive(self, "g_width", "max_width", "d_width", "d_layers", "section_size", "n_sections", "n_tiles")
+        require_positive(self, "g_width", "max_width", "d_width", "d_layers")
         require_field(0 <= self.dropout < 1, self, "dropout", "a probability in [0, 1)")
-        require_field(isinstance(self.texture_contrast, (int, float)) and 0 <= self.texture_contrast <= 1, self, "texture_contrast", "a number in [0, 1]")
         require_field(0 <= self.decay_from <= 1, self, "decay_from", "a fraction in [0, 1]")
         require_field(self.d_layers <= int(math.log2(self.tile_size)) - 1, self, "d_layers",
                  f"at most log2(tile_size) - 1 = {int(math.log2(self.tile_size)) - 1} for {self.tile_size} px tiles")
-        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
 
 # %% ../nbs/03_pix2pix.ipynb #1f12b5a7
 class Down(nn.Module):
@@ -297,33 +288,12 @@ def pix2pix_step(
             "lr": state["opt_G"].param_groups[0]["lr"]}
 
 # %% ../nbs/03_pix2pix.ipynb #fb9f9aa8
-def pix2pix_sections(
-    config: Pix2PixConfig,  # section_size, n_sections, seed, texture_contrast
-) -> list:
-    "The default data: config.n_sections synthetic sections of config.section_size px and config.texture_contrast."
-    return [synthetic_section(config.section_size, seed=config.seed + k, texture_contrast=config.texture_contrast)
-            for k in range(config.n_sections)]
-
-
 def pix2pix_tiles(
     config: Pix2PixConfig,  # tile_size, min_tissue, n_tiles, batch_size, seed and the synthetic sections' fields
     sections=None,  # sections to tile (default: synthetic ones)
 ):  # (train, val, test) TileBatches
-    "Train, val and test TileBatches of transmittance, FOM (and mask, when the sections have one)."
-    if sections is None:
-        sections = pix2pix_sections(config)
-    maps = ("transmittance", "fom", "mask") if all(s.mask is not None for s in sections) else ("transmittance", "fom")
-    for s in sections:
-        if s.fom is None or s.transmittance is None:
-            raise ValueError(f"section {s.name!r}: Pix2Pix needs both a transmittance and a FOM to train on")
-    tiler = FOMTiler(sections, tile_size=config.tile_size, min_tissue=config.min_tissue, seed=config.seed, maps=maps)
-    try:
-        train = tiler.sample(config.n_tiles, split="train")
-        val = tiler.sample(max(config.batch_size, config.n_tiles // 8), split="val")
-        test = tiler.sample(split="test", grid=True, stride=config.tile_size // 2, n=max(config.batch_size, config.n_tiles // 4))
-    except RuntimeError as e:
-        raise RuntimeError(f"Pix2Pix data: no usable tiles of {config.tile_size} px with tissue fraction ≥ {config.min_tissue}: {e}") from e
-    return train, val, test
+    "Train, val and test tiles of transmittance, FOM (and mask, when the sections have one), from the tiler's sample_tiles."
+    return sample_tiles(config, sections, maps=("transmittance", "fom", "mask"), test=True, model="Pix2Pix")
 
 
 def train_pix2pix(
@@ -392,7 +362,6 @@ def predict_section(
     progress: bool = False,  # show a progress bar
 ) -> np.ndarray:  # the predicted FOM, uint8 [H, W, 3]
     "Predict the FOM of a whole section by sliding-window inference with blending."
-    from genmodels.tiler import sliding_window
     cfg, G = state["config"], state["G"]
     t = check_transmittance(transmittance)
     if len(t.shape) != 2:

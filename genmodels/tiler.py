@@ -10,15 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import check_output_path
+from .core import Config, check_output_path, require_field, require_positive
 from .fom import D4, MAP_NAMES, Section, colour_wheel, tissue_mask
 from .fom import transform_direction, transform_fom, transform_map
 from .readers import LazyMap
+from .synthetic import TEXTURE_CONTRAST, synthetic_section
 from .viz import FigureViewer, image_widget
 
 # %% auto #0
-__all__ = ['SPLITS', 'WINDOW_WEIGHTS', 'TileBatch', 'read_manifest', 'FOMTiler', 'extra_tiles', 'TileDataset', 'window_weight',
-           'window_starts', 'sliding_window', 'overview', 'tile_page_figure', 'TileBrowser']
+__all__ = ['SPLITS', 'WINDOW_WEIGHTS', 'TileBatch', 'read_manifest', 'FOMTiler', 'extra_tiles', 'TileDataset', 'TileConfig',
+           'default_sections', 'sample_tiles', 'window_weight', 'window_starts', 'sliding_window', 'overview',
+           'tile_page_figure', 'TileBrowser']
 
 # %% ../nbs/01c_tiler.ipynb #faf83edd
 SPLITS = ("train", "val", "test")
@@ -396,6 +398,61 @@ class TileDataset:
             item[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
         item["symmetry"] = D4.index((k, flip))
         return item
+
+# %% ../nbs/01c_tiler.ipynb #4b7547a4
+@dataclass(frozen=True)
+class TileConfig(Config):
+    "The data fields of a model trained on tiles; a model's config inherits them beside TrainConfig (seed, batch_size)."
+    tile_size: int = 64  # pixels across a tile
+    section_size: int = 2048  # pixels across each synthetic section
+    n_sections: int = 8  # synthetic sections (seeds seed, seed + 1, ...)
+    texture_contrast: float = TEXTURE_CONTRAST  # fibre-bundle texture of the synthetic sections (0: none; see 01a_synthetic)
+    n_tiles: int = 20_000  # training tiles sampled from the sections
+    min_tissue: float = 0.5  # tiles need this tissue fraction
+
+    def validate(self):
+        super().validate()
+        require_positive(self, "tile_size", "section_size", "n_sections", "n_tiles")
+        require_field(isinstance(self.texture_contrast, (int, float)) and 0 <= self.texture_contrast <= 1, self,
+                      "texture_contrast", "a number in [0, 1]")
+        require_field(0 < self.min_tissue <= 1, self, "min_tissue", "a fraction in (0, 1]")
+        require_field(self.tile_size <= self.section_size, self, "tile_size", f"at most section_size ({self.section_size})")
+
+
+def default_sections(
+    config: TileConfig,  # section_size, n_sections, texture_contrast and seed
+) -> list:  # config.n_sections synthetic Sections
+    "The default data: synthetic sections of config.section_size px, seeds config.seed, config.seed + 1, …"
+    return [synthetic_section(config.section_size, seed=config.seed + k, texture_contrast=config.texture_contrast)
+            for k in range(config.n_sections)]
+
+
+def sample_tiles(
+    config: TileConfig,  # tile_size, min_tissue, n_tiles, the sections' fields, and seed and batch_size
+    sections=None,  # the sections to tile (default: default_sections(config))
+    maps=("fom", "transmittance"),  # the maps every tile holds; "mask" is kept only where every section has one
+    test: bool = False,  # also test tiles: a grid over the test blocks, with half-tile stride
+    model: str = "model",  # what the tiles are for, named in messages
+) -> tuple:  # (train, val) or (train, val, test) TileBatches
+    "Training and validation (and test) tiles of the spatial split, seeded by config.seed."
+    sections = default_sections(config) if sections is None else sections
+    if "mask" in maps and not all(s.mask is not None for s in sections):
+        maps = tuple(m for m in maps if m != "mask")
+    for s in sections:
+        missing = [m for m in maps if getattr(s, m) is None]
+        if missing:
+            raise ValueError(f"section {s.name!r}: has no {' or '.join(missing)} map; {model} needs {', '.join(maps)}")
+    tiler = FOMTiler(sections, tile_size=config.tile_size, min_tissue=config.min_tissue, seed=config.seed, maps=maps)
+    try:
+        tiles = [tiler.sample(config.n_tiles, split="train"),
+                 tiler.sample(max(config.batch_size, config.n_tiles // 8), split="val")]
+        if test:
+            tiles.append(tiler.sample(split="test", grid=True, stride=config.tile_size // 2,
+                                      n=max(config.batch_size, config.n_tiles // 4)))
+    except RuntimeError as e:
+        raise RuntimeError(f"{model} data: no usable tiles of {config.tile_size} px with tissue fraction "
+                           f"≥ {config.min_tissue}: {e}") from e
+    return tuple(tiles)
 
 # %% ../nbs/01c_tiler.ipynb #604cc3ac
 WINDOW_WEIGHTS = ("cosine", "uniform")
