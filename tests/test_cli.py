@@ -137,3 +137,19 @@ def test_same_seed_same_metrics(tmp_path):
     first, second = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in "ab")
     assert len(first) >= 3 and first == second
     assert runs[0]["seed"] == runs[1]["seed"] == 1
+
+
+KINDS = ("import numpy as np, torch\n"
+         "record_metrics(flagged=np.bool_(n > 5), copied=torch.tensor(True), count=np.int64(n), share=np.float32(0.25))")
+
+
+def test_metrics_keep_their_json_kinds(tmp_path):
+    "numpy and torch scalars recorded in a kernel reach metrics.json as JSON booleans, ints and floats (not strings)."
+    nb = tiny_notebook(tmp_path / "nbs", "kinds.ipynb", extra=KINDS)
+    result = run_notebook(nb, {}, out=tmp_path / "runs" / "kinds", verbose=False)
+    assert result["status"] == "ok", result["error"]
+    text = (tmp_path / "runs" / "kinds" / "metrics.json").read_text()
+    assert '"flagged": false' in text and '"copied": true' in text, text
+    metrics = json.loads(text)
+    assert metrics == {"n_squared": 9, "preset": "quick", "flagged": False, "copied": True, "count": 3, "share": 0.25}
+    assert [type(metrics[k]) for k in ("flagged", "copied", "count", "share")] == [bool, bool, int, float]
