@@ -98,11 +98,15 @@ class Generator(nn.Module):
         n_blocks = int(math.log2(tile_size)) - 2
         channels = _channels(width, n_blocks)
         self.z_dim, self.start = z_dim, channels[0]
-        self.project = nn.Sequential(nn.Linear(z_dim, channels[0] * 16, bias=False), nn.BatchNorm1d(channels[0] * 16), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(z_dim, channels[0] * 16, bias=False), nn.BatchNorm1d(channels[0] * 16),
+                                     nn.ReLU())
         self.blocks = nn.Sequential(*[UpBlock(a, b) for a, b in zip(channels[:-1], channels[1:])])
         self.to_fom = nn.Conv2d(channels[-1], 3, 3, padding=1)
 
-    def forward(self, z):
+    def forward(
+        self,
+        z,  # latent vectors [N, z_dim], standard normal
+    ):  # FOM tiles [N, 3, S, S] in [-1, 1]
         x = self.project(z).view(len(z), self.start, 4, 4)  # [N, C0, 4, 4]
         return torch.tanh(self.to_fom(self.blocks(x)))  # [N, 3, S, S]
 
@@ -161,10 +165,13 @@ class Discriminator(nn.Module):
         self.from_fom = sn(nn.Conv2d(3, channels[0], 3, padding=1))
         self.blocks = nn.Sequential(*[DownBlock(a, b, dropout, spectral) for a, b in zip(channels[:-1], channels[1:])])
         self.std = MinibatchStd() if minibatch_std else nn.Identity()
-        self.head = nn.Sequential(sn(nn.Conv2d(channels[-1] + int(minibatch_std), channels[-1], 3, padding=1)), nn.LeakyReLU(0.2),
-                                  nn.Flatten(), sn(nn.Linear(channels[-1] * 16, 1)))
+        self.head = nn.Sequential(sn(nn.Conv2d(channels[-1] + int(minibatch_std), channels[-1], 3, padding=1)),
+                                  nn.LeakyReLU(0.2), nn.Flatten(), sn(nn.Linear(channels[-1] * 16, 1)))
 
-    def forward(self, x):
+    def forward(
+        self,
+        x,  # FOM tiles [N, 3, S, S] in [-1, 1]
+    ):  # scores (logits) [N]: high for real
         x = F.leaky_relu(self.from_fom(x), 0.2)  # [N, C0, S, S]
         return self.head(self.std(self.blocks(x))).squeeze(1)  # [N]
 
@@ -185,7 +192,8 @@ def make_gan_state(
 ) -> dict:  # the adversarial state, with a fixed z for sample grids
     "Fresh G, D, G_ema and optimisers for a config, seeded by config.seed."
     build = lambda: (Generator(config.z_dim, config.tile_size, config.g_width),
-                     Discriminator(config.tile_size, config.d_width, config.d_dropout, config.minibatch_std, config.spectral_norm))
+                     Discriminator(config.tile_size, config.d_width, config.d_dropout, config.minibatch_std,
+                                   config.spectral_norm))
     state = make_adversarial_state(config, build, device, deterministic)
     state["z_fixed"] = torch.randn(32, config.z_dim, generator=torch.Generator().manual_seed(config.seed))
     return state
@@ -224,7 +232,8 @@ def sample_fom(
     G = state["G_ema"] if ema else state["G"]
     device = next(G.parameters()).device
     if z is None:
-        z = state["z_fixed"] if n is None else torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed or 0))
+        z = (state["z_fixed"] if n is None
+             else torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed or 0)))
     if ema:  # the averaged weights never ran with G's batch statistics: measure their own
         standing_stats(G)
     with eval_mode(G):
@@ -304,6 +313,6 @@ def train_gan(
     "Train the GAN through the shared loop (genmodels.train), with sample grids and checkpoints in the run folder."
     train_tiles, val_tiles = tiles if tiles is not None else gan_tiles(config, sections)
     state = make_gan_state(config, device, deterministic)
-    run = train_model(config, gan_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample_fom, "gan", run_dir,
-                callbacks, resume, progress, n_steps, legend=colour_wheel(96))
+    run = train_model(config, gan_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample_fom, "gan",
+                      run_dir, callbacks, resume, progress, n_steps, legend=colour_wheel(96))
     return run, state, (train_tiles, val_tiles)

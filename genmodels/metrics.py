@@ -36,13 +36,15 @@ def as_uint8_images(
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8:
             raise ValueError(f"{name}: expected uint8 values 0–255, found dtype {images.dtype} "
-                             "(convert a [-1, 1] model output with ((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8))")
+                             "(convert a [-1, 1] model output with "
+                             "((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8))")
         images = torch.from_numpy(np.ascontiguousarray(images))
     elif not torch.is_tensor(images):
         raise ValueError(f"{name}: expected a uint8 numpy array or torch tensor, found {type(images).__name__}")
     if images.dtype != torch.uint8:
         raise ValueError(f"{name}: expected uint8 values 0–255, found dtype {images.dtype} "
-                         "(convert a [-1, 1] model output with ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))")
+                         "(convert a [-1, 1] model output with "
+                         "((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))")
     if images.dim() != 4 or 3 not in (images.shape[-1], images.shape[1]):
         raise ValueError(f"{name}: expected images [N, H, W, 3] or [N, 3, H, W], found shape {tuple(images.shape)}")
     if images.shape[-1] == 3:  # channels last (the tiler's layout) wins when both could be channels
@@ -54,7 +56,11 @@ def as_uint8_images(
 
 class UInt8Images(Dataset):
     "In-memory images as a torch Dataset of uint8 [3, H, W] tensors, the input torch-fidelity reads."
-    def __init__(self, images, name: str = "images"):
+    def __init__(
+        self,
+        images,  # uint8 [N, H, W, 3] (numpy or torch) or uint8 torch [N, 3, H, W]
+        name: str = "images",  # argument name for error messages
+    ):
         self.images = as_uint8_images(images, name)  # uint8 [N, 3, H, W]
 
     def __len__(self):
@@ -138,7 +144,7 @@ def central_differences(
 @contextlib.contextmanager
 def one_cpu_thread(
     device: torch.device,  # where the work runs; only the CPU is affected
-):
+):  # yields nothing; a `with` block
     "Run a block on one CPU thread: for many small element-wise operations, waking threads costs more than the work."
     n = torch.get_num_threads()
     if device.type != "cpu" or n == 1:
@@ -225,7 +231,8 @@ def fom_features(
     "The `fom-orientation` feature vectors of tiles, as numpy (for plots and checks)."
     x = as_uint8_images(tiles, "tiles")
     with torch.no_grad():
-        parts = [torch.cat(list(fom_feature_groups(x[i:i + batch_size]).values()), 1) for i in range(0, len(x), batch_size)]
+        parts = [torch.cat(list(fom_feature_groups(x[i:i + batch_size]).values()), 1)
+                 for i in range(0, len(x), batch_size)]
     return torch.cat(parts).numpy()
 
 # %% ../nbs/02a_metrics.ipynb #6669d289
@@ -246,25 +253,33 @@ class FixedFeatureExtractor(FeatureExtractorBase):
         super().__init__(name, features_list)
 
     @classmethod
-    def get_provided_features_list(cls):
+    def get_provided_features_list(cls):  # the group names and "all"
         return tuple(cls.groups) + ("all",)
 
     @staticmethod
-    def get_default_feature_layer_for_metric(metric):
+    def get_default_feature_layer_for_metric(
+        metric,  # torch-fidelity's metric name ("fid", "kid", …); every metric gets the same layer
+    ):  # "all": every group, concatenated
         return "all"
 
     @staticmethod
-    def can_be_compiled():
+    def can_be_compiled():  # False: nothing to compile
         return False
 
     @staticmethod
-    def get_dummy_input_for_compile():
+    def get_dummy_input_for_compile():  # uint8 zeros [1, 3, 32, 32]
         return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
 
-    def feature_groups(self, x) -> dict:  # uint8 [N, 3, H, W] -> {group: float32 [N, k]}
+    def feature_groups(
+        self,
+        x,  # images uint8 [N, 3, H, W]
+    ) -> dict:  # {group: float32 [N, k]}, one entry per name in groups
         raise NotImplementedError
 
-    def forward(self, x):  # uint8 [N, 3, H, W] -> tuple of float32 [N, k], in the order of features_list
+    def forward(
+        self,
+        x,  # images uint8 [N, 3, H, W], at least min_size pixels on each side
+    ):  # tuple of float32 [N, k], in the order of features_list
         if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
             raise ValueError(f"{self.name}: expected uint8 images [N, 3, H, W], found "
                              f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
@@ -280,7 +295,10 @@ class FeatureExtractorFOM(FixedFeatureExtractor):
     "torch-fidelity feature extractor for HSV-black FOM tiles: fixed, deterministic, no weights."
     groups = FEATURE_GROUPS
 
-    def feature_groups(self, x):
+    def feature_groups(
+        self,
+        x,  # HSV-black FOM tiles uint8 [N, 3, H, W]
+    ):  # {group: float32 [N, k]} for the groups of FEATURE_GROUPS
         return fom_feature_groups(x)
 
 
@@ -313,11 +331,12 @@ def register_fom_extractor(
 register_fom_extractor()
 
 # %% ../nbs/02a_metrics.ipynb #b48384f5
-EXTRACTORS = {"fom-orientation": FOM_EXTRACTOR, "inception": "inception-v3-compat"}  # fid_kid's names -> torch-fidelity's
+# fid_kid's names -> torch-fidelity's
+EXTRACTORS = {"fom-orientation": FOM_EXTRACTOR, "inception": "inception-v3-compat"}
 
 
 def inception_weights_path(
-    path: str | os.PathLike | None = None,  # a local copy of torch-fidelity's Inception weights, or None to look in the torch hub cache
+    path: str | os.PathLike | None = None,  # torch-fidelity's Inception weights file, or None: the torch hub cache
 ) -> Path:  # an existing file
     "The local file of torch-fidelity's Inception-v3 weights; FileNotFoundError (never a download) when missing."
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
@@ -343,8 +362,8 @@ def extractor_names() -> list:  # sorted registry names of the weight-free extra
 def fid_kid(
     real,  # real tiles: uint8 [N, H, W, 3] or uint8 torch [N, 3, H, W]
     fake,  # generated tiles, same layout and H, W as real
-    extractor: str = "fom-orientation",  # "fom-orientation" (fixed FOM features), "inception" (local weights), or a name given to register_extractor
-    layer: str | None = None,  # feature layer (default: the extractor's): a FEATURE_GROUPS name or "all" for fom-orientation; "2048", "768", … for inception
+    extractor: str = "fom-orientation",  # "fom-orientation", "inception" (local weights) or a register_extractor name
+    layer: str | None = None,  # None: default; a FEATURE_GROUPS name or "all"; "2048", "768", … for inception
     inception_weights: str | os.PathLike | None = None,  # Inception weights file (default: the torch hub cache)
     kid_subset_size: int | None = None,  # samples per KID subset (default: min(1000, n_real, n_fake))
     kid_subsets: int = 100,  # number of random KID subsets (1 when the subset is all of both sets)
@@ -361,8 +380,9 @@ def fid_kid(
     if extractor not in EXTRACTORS and extractor not in registered:
         own = sorted(n for n, c in FEATURE_EXTRACTORS_REGISTRY.items() if c.__module__.startswith("torch_fidelity"))
         raise ValueError(f"extractor: expected one of {sorted(EXTRACTORS)}, found {extractor!r}; also accepted: names "
-                         f"given to register_extractor ({', '.join(registered) or 'none so far'}). torch-fidelity's own "
-                         f"extractors ({', '.join(own)}) would download weights, which the kit never does")
+                         f"given to register_extractor ({', '.join(registered) or 'none so far'}). "
+                         f"torch-fidelity's own extractors ({', '.join(own)}) would download weights, "
+                         "which the kit never does")
     cls = FEATURE_EXTRACTORS_REGISTRY[EXTRACTORS.get(extractor, extractor)]
     layers = cls.get_provided_features_list()
     layer = cls.get_default_feature_layer_for_metric("fid") if layer is None else layer
@@ -389,13 +409,14 @@ def fid_kid(
     with torch.cuda.device(dev) if cuda else contextlib.nullcontext():
         m = torch_fidelity.calculate_metrics(
             input1=UInt8Images(real_t), input2=UInt8Images(fake_t), fid=True, kid=True,
-            feature_extractor=EXTRACTORS.get(extractor, extractor), feature_layer_fid=layer, feature_layer_kid=layer, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
+            feature_extractor=EXTRACTORS.get(extractor, extractor), feature_layer_fid=layer, feature_layer_kid=layer,
+            kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
             rng_seed=seed, batch_size=batch_size, cuda=cuda, cache=False, verbose=False,
             save_cpu_ram=True,  # no DataLoader worker processes for tiles already in memory
             samples_shuffle=False, **options)
     return dict(fid=m["frechet_inception_distance"], kid_mean=m["kernel_inception_distance_mean"],
-                kid_std=m["kernel_inception_distance_std"], extractor=extractor, layer=layer, n_real=n_real, n_fake=n_fake,
-                kid_subset_size=kid_subset_size)
+                kid_std=m["kernel_inception_distance_std"], extractor=extractor, layer=layer, n_real=n_real,
+                n_fake=n_fake, kid_subset_size=kid_subset_size)
 
 # %% ../nbs/02a_metrics.ipynb #4a6c6d93
 def _format_pair(
@@ -411,7 +432,8 @@ def _format_pair(
     kid = key == "kid_mean"
     subsets = f", subsets of {fake['kid_subset_size']}" if kid else ""
     value = lambda d: f"{d[key]:.3g}" + (f" ± {d['kid_std']:.2g}" if kid else "")
-    return (f"{label} ({fake['extractor']}{layer}, {fake['n_fake']} {gen} vs {fake['n_real']} real {ref} tiles{subsets}): "
+    return (f"{label} ({fake['extractor']}{layer}, {fake['n_fake']} {gen} vs {fake['n_real']} real {ref} "
+            f"tiles{subsets}): "
             f"{value(fake)} | real-vs-real baseline ({base['n_fake']} {bas} vs {base['n_real']} {ref}): {value(base)}")
 
 
@@ -463,7 +485,8 @@ def nearest_distances(
     "Distance of each query tile to its nearest reference tile, in bounded memory."
     q, r = as_uint8_images(queries, "queries"), as_uint8_images(reference, "reference")
     if q.shape[1:] != r.shape[1:]:
-        raise ValueError(f"reference: expected tiles of the queries' shape {tuple(q.shape[1:])}, found {tuple(r.shape[1:])}")
+        raise ValueError(f"reference: expected tiles of the queries' shape {tuple(q.shape[1:])}, "
+                         f"found {tuple(r.shape[1:])}")
     dev = torch.device(device or "cpu")
     dtype = torch.float64 if dev.type == "cpu" else torch.float32  # float64: near-copies need the precision
     out = torch.empty(len(q), dtype=torch.float64)

@@ -43,7 +43,8 @@ def read_volume(
         image = nib.load(path)
     except Exception as e:
         raise VolumeReadError(f"{path}: expected a NIfTI volume (.nii or .nii.gz), found a file nibabel cannot "
-                              f"open: not NIfTI, or its header is truncated or damaged ({type(e).__name__}: {e})") from e
+                              f"open: not NIfTI, or its header is truncated or damaged "
+                              f"({type(e).__name__}: {e})") from e
     shape = tuple(image.shape)
     while len(shape) > 3 and shape[-1] == 1:  # [X, Y, Z, 1] is a 3D volume
         shape = shape[:-1]
@@ -145,8 +146,8 @@ def preprocess(
     case: dict,  # from read_case
     size: int = 128,  # edge of the output cube in voxels
     percentiles=(0.5, 99.5),  # brain-voxel percentiles mapped to -1 and 1
-) -> dict:  # case_id, modalities, images float32 [C, S, S, S] in [-1, 1], seg uint8 [S, S, S] | None, brain bool, affine, voxel_size
-    "Crop to the brain, pad to a cube, resample to size³ and normalise each modality."
+) -> dict:  # case_id, modalities, images float32 [C, S, S, S] in [-1, 1], seg uint8 | None, brain, affine, voxel_size
+    "Crop to the brain, pad to a cube, resample to size³, normalise each modality; seg and brain (bool) are [S, S, S]."
     images = np.stack([case["images"][m] for m in case["modalities"]])  # [C, X, Y, Z] raw
     nonzero = np.any(images != 0, axis=0)  # [X, Y, Z]: skull-stripped data have background exactly 0
     where = np.argwhere(nonzero)
@@ -190,17 +191,33 @@ SEQUENCES = {"t1n": (500.0, 10.0, False), "t1c": (500.0, 10.0, False), "t2w": (4
              "t2f": (9000.0, 100.0, True)}
 
 
-def spin_echo(pd, t1, t2, tr, te):
+def spin_echo(
+    pd,  # proton density, relative (0–1), scalar or array
+    t1,  # T1 relaxation time in ms (> 0)
+    t2,  # T2 relaxation time in ms (> 0)
+    tr,  # repetition time TR in ms
+    te,  # echo time TE in ms
+):  # the signal, broadcast over the inputs, in [0, pd]
     "Spin-echo signal PD·(1 − e^(−TR/T1))·e^(−TE/T2)."
     return pd * (1 - np.exp(-tr / t1)) * np.exp(-te / t2)
 
 
-def flair(pd, t1, t2, tr, te, ti):
+def flair(
+    pd,  # proton density, relative (0–1), scalar or array
+    t1,  # T1 relaxation time in ms (> 0)
+    t2,  # T2 relaxation time in ms (> 0)
+    tr,  # repetition time TR in ms
+    te,  # echo time TE in ms
+    ti,  # inversion time TI in ms (see null_time)
+):  # the magnitude signal, broadcast over the inputs, ≥ 0
     "Inversion-recovery (FLAIR) magnitude PD·|1 − 2e^(−TI/T1) + e^(−TR/T1)|·e^(−TE/T2)."
     return pd * np.abs(1 - 2 * np.exp(-ti / t1) + np.exp(-tr / t1)) * np.exp(-te / t2)
 
 
-def null_time(t1, tr):
+def null_time(
+    t1,  # T1 relaxation time in ms (> 0) of the tissue to null
+    tr,  # repetition time TR in ms
+):  # TI in ms, in (0, T1 · ln 2)
     "The inversion time TI that nulls a tissue of this T1 at this TR."
     return t1 * np.log(2 / (1 + np.exp(-tr / t1)))
 
@@ -574,7 +591,8 @@ def cache_key(
         p = folder / f"{folder.name}-{m}.nii.gz"
         st = p.stat() if p.is_file() else None
         files.append([str(p), st.st_size if st else None, st.st_mtime_ns if st else None])
-    settings = dict(size=size, modalities=list(modalities), seg=seg, percentiles=list(percentiles), version=CACHE_VERSION)
+    settings = dict(size=size, modalities=list(modalities), seg=seg, percentiles=list(percentiles),
+                    version=CACHE_VERSION)
     return hashlib.sha256(json.dumps([files, settings]).encode()).hexdigest()[:24]
 
 

@@ -99,7 +99,7 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    "Transmittance [N, 1, S, S] in [0, 1] → output channels [N, C, S, S]: 3 FOM channels in [-1, 1], or the orientation head's 4."
+    "Transmittance [N, 1, S, S] in [0, 1] → [N, C, S, S]: 3 FOM channels in [-1, 1], or the orientation head's 4."
     def __init__(
         self,
         tile_size: int = 64,  # pixels across a tile: the depth is log2(tile_size)
@@ -118,9 +118,13 @@ class UNet(nn.Module):
         for k in range(depth - 1, 0, -1):  # from the bottleneck outwards; skips double the input width
             ups.append(Up(widths[k] * (1 if k == depth - 1 else 2), widths[k - 1], dropout if k >= depth - 3 else 0.0))
         self.up = nn.ModuleList(ups)
-        self.out = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(widths[0] * 2, out_channels, 3, padding=1))
+        self.out = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                 nn.Conv2d(widths[0] * 2, out_channels, 3, padding=1))
 
-    def forward(self, x):
+    def forward(
+        self,
+        x,  # transmittance [N, in_channels, S, S] in [0, 1]
+    ):  # output channels [N, C, S, S], before the head's activation
         skips = []
         for down in self.down:
             x = down(x)
@@ -159,7 +163,7 @@ def render_orientation(
 def orientation_targets(
     fom: torch.Tensor,  # FOM tiles [N, 3, S, S] in [-1, 1] (HSV-black)
 ) -> dict:  # cos2, sin2, flatness, chroma [N, S, S]
-    "Targets of the orientation head from FOM tiles [N, 3, S, S] in [-1, 1] (HSV-black): cos 2φ, sin 2φ, flatness, chroma."
+    "Orientation-head targets from FOM tiles [N, 3, S, S] in [-1, 1] (HSV-black): cos 2φ, sin 2φ, flatness, chroma."
     rgb = (fom + 1) / 2
     mx, mn = rgb.max(1).values, rgb.min(1).values
     chroma = mx - mn
@@ -172,7 +176,7 @@ def orientation_targets(
 # %% ../nbs/03_pix2pix.ipynb #195a65af
 def patchgan_receptive_field(
     n_layers: int,  # strided 4×4 layers
-) -> int:
+) -> int:  # pixels across the input patch that one output logit sees (3: 70)
     "Receptive field in pixels of a PatchGAN with n_layers strided 4×4 layers, then two stride-1 4×4 layers."
     field = 1
     for stride in [1, 1] + [2] * n_layers:  # walking back from the output through every 4×4 layer
@@ -200,7 +204,11 @@ class PatchGAN(nn.Module):
         self.net = nn.Sequential(*layers)
         self.receptive_field = patchgan_receptive_field(n_layers)
 
-    def forward(self, transmittance, fom):
+    def forward(
+        self,
+        transmittance,  # transmittance tiles [N, 1, S, S] in [0, 1]
+        fom,  # FOM tiles [N, 3, S, S] in [-1, 1], true or generated
+    ):  # a logit per patch [N, 1, P, P]: high for a true pair
         return self.net(torch.cat([transmittance, fom], 1))
 
 # %% ../nbs/03_pix2pix.ipynb #23e434e5
@@ -210,7 +218,8 @@ def make_pix2pix_state(
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
 ) -> dict:  # the adversarial state (no G_ema: Pix2Pix predicts with G itself), with learning-rate schedules
     "Fresh U-Net, PatchGAN, optimisers and schedules for a config, seeded by config.seed."
-    build = lambda: (UNet(config.tile_size, config.g_width, config.max_width, config.dropout, 3 if config.head == "rgb" else 4),
+    build = lambda: (UNet(config.tile_size, config.g_width, config.max_width, config.dropout,
+                          3 if config.head == "rgb" else 4),
                      PatchGAN(config.d_layers, config.d_width))
     start = int(config.decay_from * config.n_steps)
     rate = lambda step: 1.0 if step < start else max(0.0, 1 - (step - start) / max(1, config.n_steps - start))
@@ -245,7 +254,8 @@ def reconstruction_loss(
         return (pred["fom"] - fom).abs().mean()
     target = orientation_targets(fom)
     weight = target["chroma"] * tissue  # the direction counts where the target fibre has one: flat tissue
-    direction = (weight * ((pred["cos2"] - target["cos2"]).abs() + (pred["sin2"] - target["sin2"]).abs())).sum() / weight.sum().clamp_min(1.0)
+    direction = ((weight * ((pred["cos2"] - target["cos2"]).abs() + (pred["sin2"] - target["sin2"]).abs())).sum()
+                 / weight.sum().clamp_min(1.0))
     flatness = (pred["flatness"] - target["flatness"]).abs().mean()
     tissue_term = F.binary_cross_entropy(pred["tissue"].clamp(1e-6, 1 - 1e-6), tissue)
     return direction + flatness + tissue_term
@@ -275,8 +285,9 @@ def pix2pix_step(
         loss_D, grad_D = optimise(state["opt_D"], 0.5 * loss.d_loss(real_out, fake_out), D)
         with frozen(D), autocast:  # G's gradient flows through D; D's weights need none
             adversarial = loss.g_loss(D(t, fake).float())
-        logs.update(loss_D=loss_D, D_real=loss.outputs(real_out).mean().detach(), D_fake=loss.outputs(fake_out).mean().detach(),
-                    D_acc=loss.accuracy(real_out, fake_out), grad_D=grad_D)
+        logs.update(loss_D=loss_D, D_real=loss.outputs(real_out).mean().detach(),
+                    D_fake=loss.outputs(fake_out).mean().detach(), D_acc=loss.accuracy(real_out, fake_out),
+                    grad_D=grad_D)
     else:
         adversarial = torch.zeros((), device=device)
     l1 = reconstruction_loss({k: v.float() for k, v in pred.items()}, fom.float(), tissue, cfg.head)
@@ -292,7 +303,7 @@ def pix2pix_tiles(
     config: Pix2PixConfig,  # tile_size, min_tissue, n_tiles, batch_size, seed and the synthetic sections' fields
     sections=None,  # sections to tile (default: synthetic ones)
 ):  # (train, val, test) TileBatches
-    "Train, val and test tiles of transmittance, FOM (and mask, when the sections have one), from the tiler's sample_tiles."
+    "Train, val and test tiles: transmittance, FOM (and mask, if the sections have one), from the tiler's sample_tiles."
     return sample_tiles(config, sections, maps=("transmittance", "fom", "mask"), test=True, model="Pix2Pix")
 
 
@@ -313,8 +324,8 @@ def train_pix2pix(
     state = make_pix2pix_state(config, device, deterministic)
     shown = val_tiles.tiles["transmittance"][:8]
     sample = lambda s: np.concatenate([predict_tiles(s, shown), val_tiles.tiles["fom"][:8]])  # predictions above truth
-    run = train_model(config, pix2pix_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample, "pix2pix",
-                run_dir, callbacks, resume, progress, n_steps, legend=colour_wheel(96))
+    run = train_model(config, pix2pix_step, state, train_tiles.dataset(augment=True, seed=config.seed), sample,
+                      "pix2pix", run_dir, callbacks, resume, progress, n_steps, legend=colour_wheel(96))
     return run, state, (train_tiles, val_tiles, test_tiles)
 
 # %% ../nbs/03_pix2pix.ipynb #9e0fac0f
@@ -332,7 +343,8 @@ def check_transmittance(
     if a.size and not np.isfinite(a).all():
         raise ValueError(f"{name}: expected finite values in [0, 1], found {int((~np.isfinite(a)).sum())} NaN or Inf")
     if a.size and (a.min() < 0 or a.max() > 1):
-        raise ValueError(f"{name}: expected values in [0, 1] (normalised transmittance), found range [{a.min():.4g}, {a.max():.4g}]")
+        raise ValueError(f"{name}: expected values in [0, 1] (normalised transmittance), "
+                         f"found range [{a.min():.4g}, {a.max():.4g}]")
     return a.astype(np.float32, copy=False)
 
 
@@ -346,11 +358,13 @@ def predict_tiles(
     cfg, G = state["config"], state["G"]
     t = check_transmittance(transmittance)
     if t.ndim != 3 or t.shape[1:] != (cfg.tile_size, cfg.tile_size):
-        raise ValueError(f"transmittance: expected tiles [N, {cfg.tile_size}, {cfg.tile_size}] for this model, found shape {t.shape}")
+        raise ValueError(f"transmittance: expected tiles [N, {cfg.tile_size}, {cfg.tile_size}] for this model, "
+                         f"found shape {t.shape}")
     device = next(G.parameters()).device
     chunks = np.array_split(t, max(1, -(-len(t) // batch_size)))
     with eval_mode(G):
-        return to_uint8(torch.cat([translate(G, cfg.head, torch.from_numpy(chunk[:, None]).to(device))["fom"] for chunk in chunks]))
+        return to_uint8(torch.cat([translate(G, cfg.head, torch.from_numpy(chunk[:, None]).to(device))["fom"]
+                                   for chunk in chunks]))
 
 # %% ../nbs/03_pix2pix.ipynb #9b5d357d
 @torch.no_grad()

@@ -45,7 +45,13 @@ def _normalise(x, eps: float = 1e-8):  # [N, K] -> [N, K] with unit mean square 
 
 class MappingNetwork(nn.Module):
     "z [N, z_dim] and labels [N, L] → w [N, w_dim]: embed the labels, normalise both, concatenate, MLP."
-    def __init__(self, z_dim: int, label_dim: int, w_dim: int, n_layers: int = 2):
+    def __init__(
+        self,
+        z_dim: int,  # size of the latent vector z
+        label_dim: int,  # size of the label vector (0: unconditional, no embedding)
+        w_dim: int,  # size of the style vector w (and of the label embedding)
+        n_layers: int = 2,  # Linear + LeakyReLU layers of the MLP
+    ):
         super().__init__()
         self.embed = nn.Linear(label_dim, w_dim) if label_dim else None
         layers, width = [], z_dim + (w_dim if label_dim else 0)
@@ -54,7 +60,11 @@ class MappingNetwork(nn.Module):
             width = w_dim
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z, labels=None):
+    def forward(
+        self,
+        z,  # latent vectors [N, z_dim]
+        labels=None,  # label vectors [N, label_dim]; unused when label_dim is 0
+    ):  # styles w [N, w_dim]
         x = _normalise(z)
         if self.embed is not None:
             x = torch.cat([x, _normalise(self.embed(labels))], 1)
@@ -63,11 +73,18 @@ class MappingNetwork(nn.Module):
 
 class NoiseInjection(nn.Module):
     "x + strength · noise: one noise value per voxel and sample, one learned strength per channel (zero at first)."
-    def __init__(self, channels: int):
+    def __init__(
+        self,
+        channels: int,  # channels of the features (one learned strength each)
+    ):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x, noise=None):  # noise: None (the global RNG), a torch.Generator, or a tensor [N, 1, *spatial]
+    def forward(
+        self,
+        x,  # features [N, C, (D,) H, W]
+        noise=None,  # None (the global RNG), a torch.Generator, or a tensor [N, 1, (D,) H, W]
+    ):  # x with the scaled noise added: same shape and dtype
         if noise is None or isinstance(noise, torch.Generator):
             shape = (x.shape[0], 1, *x.shape[2:])
             noise = (torch.randn(shape, device=x.device, dtype=x.dtype) if noise is None else
@@ -77,12 +94,20 @@ class NoiseInjection(nn.Module):
 
 class AdaIN(nn.Module):
     "Adaptive instance normalisation: normalise every channel over the volume, then scale and shift by w's style."
-    def __init__(self, channels: int, w_dim: int):
+    def __init__(
+        self,
+        channels: int,  # channels of the features (a scale and a shift each)
+        w_dim: int,  # size of the style vector w
+    ):
         super().__init__()
         self.style = nn.Linear(w_dim, 2 * channels)
         nn.init.zeros_(self.style.bias)
 
-    def forward(self, x, w):  # x [N, C, *spatial], w [N, w_dim]
+    def forward(
+        self,
+        x,  # features [N, C, (D,) H, W]
+        w,  # styles [N, w_dim]
+    ):  # normalised, scaled and shifted features, shaped as x
         scale, shift = self.style(w).chunk(2, 1)  # [N, C] each
         shape = (*scale.shape, *[1] * (x.dim() - 2))
         return F.instance_norm(x) * (1 + scale.view(shape)) + shift.view(shape)
@@ -90,29 +115,55 @@ class AdaIN(nn.Module):
 
 class StyleConv(nn.Module):
     "One synthesis layer: (upsample,) 3×3(×3) convolution, noise, LeakyReLU, AdaIN."
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, dims: int = 3, upsample: bool = False):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input
+        out_channels: int,  # channels of the output
+        w_dim: int,  # size of the style vector w
+        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
+        upsample: bool = False,  # double the resolution (trilinear or bilinear) before the convolution
+    ):
         super().__init__()
         self.upsample, self.dims = upsample, dims
         self.conv = _conv(dims)(in_channels, out_channels, 3, padding=1)
         self.noise = NoiseInjection(out_channels)
         self.adain = AdaIN(out_channels, w_dim)
 
-    def forward(self, x, w, noise=None):  # [N, C_in, s, s(, s)] -> [N, C_out, s', s'(, s')], s' = 2s when upsampling
+    def forward(
+        self,
+        x,  # features [N, C_in, (D,) H, W]
+        w,  # styles [N, w_dim]
+        noise=None,  # None (the global RNG), a torch.Generator, or a tensor [N, 1, (D,) H, W] of the output's size
+    ):  # [N, C_out, (D,) H, W]; twice the size when upsampling
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="trilinear" if self.dims == 3 else "bilinear", align_corners=False)
+            x = F.interpolate(x, scale_factor=2, mode="trilinear" if self.dims == 3 else "bilinear",
+                              align_corners=False)
         return self.adain(F.leaky_relu(self.noise(self.conv(x), noise), 0.2), w)
 
 
 class SynthesisBlock(nn.Module):
     "Double the resolution with two StyleConvs, and add this block's output to the upsampled skip volume."
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, out_volume_channels: int = 1, dims: int = 3):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input features
+        out_channels: int,  # channels of the output features
+        w_dim: int,  # size of the style vector w
+        out_volume_channels: int = 1,  # channels of the skip volume (the generated volume's)
+        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
+    ):
         super().__init__()
         self.dims = dims
         self.conv1 = StyleConv(in_channels, out_channels, w_dim, dims, upsample=True)
         self.conv2 = StyleConv(out_channels, out_channels, w_dim, dims)
         self.to_volume = _conv(dims)(out_channels, out_volume_channels, 1)
 
-    def forward(self, x, skip, ws, noise=None):  # x [N, C_in, s…], skip [N, out, s…], ws [N, 2, w_dim]
+    def forward(
+        self,
+        x,  # features [N, C_in, (D,) H, W]
+        skip,  # volume so far [N, out_volume_channels, (D,) H, W]
+        ws,  # styles of the two StyleConvs [N, 2, w_dim]
+        noise=None,  # None (the global RNG), a torch.Generator, or a tensor (see StyleConv)
+    ):  # (features [N, C_out, (2D,) 2H, 2W], skip volume [N, out_volume_channels, (2D,) 2H, 2W])
         x = self.conv2(self.conv1(x, ws[:, 0], noise), ws[:, 1], noise)  # [N, C_out, 2s…]
         mode = "trilinear" if self.dims == 3 else "bilinear"
         return x, F.interpolate(skip, scale_factor=2, mode=mode, align_corners=False) + self.to_volume(x)
@@ -126,9 +177,19 @@ def _widths(size: int, width: int, max_channels: int) -> list:
 
 class Generator3D(nn.Module):
     "z [N, z_dim] and labels [N, L] → volume [N, C, S, S, S] (about [-1, 1]; C = 1: one modality per sample)."
-    def __init__(self, size: int = 128, z_dim: int = 128, w_dim: int = 128, label_dim: int = 0, width: int = 16,
-                 max_channels: int = 256, mapping_layers: int = 2, out_channels: int = 1, dims: int = 3,
-                 checkpointing: bool = False):
+    def __init__(
+        self,
+        size: int = 128,  # edge of the generated cube in voxels, a power of two ≥ 4
+        z_dim: int = 128,  # size of the latent vector z
+        w_dim: int = 128,  # size of the style vector w
+        label_dim: int = 0,  # size of the label vector (0: unconditional)
+        width: int = 16,  # channels at the output resolution (doubling towards 4³)
+        max_channels: int = 256,  # cap on the channels of any block
+        mapping_layers: int = 2,  # depth of the mapping network
+        out_channels: int = 1,  # channels of the generated volume (1: one modality per sample)
+        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
+        checkpointing: bool = False,  # activation checkpointing of the synthesis blocks (less memory, more time)
+    ):
         super().__init__()
         channels = _widths(size, width, max_channels)
         self.size, self.z_dim, self.w_dim, self.label_dim, self.dims = size, z_dim, w_dim, label_dim, dims
@@ -137,11 +198,17 @@ class Generator3D(nn.Module):
         self.const = nn.Parameter(torch.randn(1, channels[0], *[4] * dims))
         self.first = StyleConv(channels[0], channels[0], w_dim, dims)
         self.first_out = _conv(dims)(channels[0], out_channels, 1)
-        self.blocks = nn.ModuleList(SynthesisBlock(a, b, w_dim, out_channels, dims) for a, b in zip(channels[:-1], channels[1:]))
+        self.blocks = nn.ModuleList(SynthesisBlock(a, b, w_dim, out_channels, dims)
+                                    for a, b in zip(channels[:-1], channels[1:]))
         self.n_ws = 1 + 2 * len(self.blocks)  # one w per StyleConv
 
-    def synthesis(self, ws, noise=None):  # ws [N, n_ws, w_dim] -> [N, C, S, S, S]
-        x = self.first(self.const.repeat(len(ws), *[1] * (self.const.dim() - 1)), ws[:, 0], noise)  # a copy, not a view: a view made under no_grad confuses autograd tools
+    def synthesis(
+        self,
+        ws,  # styles [N, n_ws, w_dim], one per StyleConv
+        noise=None,  # None (the global RNG), a torch.Generator (blocks not checkpointed then), or a tensor
+    ):  # volume [N, C, S, S, S] about [-1, 1] ([N, C, S, S] when dims=2)
+        # repeat makes a copy, not a view: a view made under no_grad confuses autograd tools
+        x = self.first(self.const.repeat(len(ws), *[1] * (self.const.dim() - 1)), ws[:, 0], noise)
         skip = self.first_out(x)
         for k, block in enumerate(self.blocks):
             w_pair = ws[:, 1 + 2 * k: 3 + 2 * k]
@@ -170,7 +237,8 @@ class Generator3D(nn.Module):
             w2 = self.mapping(torch.randn_like(z), labels)  # same labels: mixing must not mix conditions
             n = len(z)
             cut = torch.randint(1, self.n_ws, (n, 1), device=z.device)
-            mix = (torch.rand(n, 1, device=z.device) < mixing_prob) & (torch.arange(self.n_ws, device=z.device)[None] >= cut)
+            mix = ((torch.rand(n, 1, device=z.device) < mixing_prob)
+                   & (torch.arange(self.n_ws, device=z.device)[None] >= cut))
             ws = torch.where(mix[..., None], w2[:, None], ws)
         return self.synthesis(ws, noise)
 
@@ -194,7 +262,13 @@ def w_centre(
 # %% ../nbs/05_stylegan3d.ipynb #45bc436c
 class ResidualDown(nn.Module):
     "Halve the resolution: conv, LeakyReLU, conv, LeakyReLU, average pool, plus a pooled 1×1 shortcut, over √2."
-    def __init__(self, in_channels: int, out_channels: int, dims: int = 3, spectral: bool = False):
+    def __init__(
+        self,
+        in_channels: int,  # channels of the input
+        out_channels: int,  # channels of the output
+        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
+        spectral: bool = False,  # spectral normalisation of the convolutions
+    ):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
         conv = _conv(dims)
@@ -203,16 +277,28 @@ class ResidualDown(nn.Module):
         self.shortcut = sn(conv(in_channels, out_channels, 1, bias=False))
         self.pool = {2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
 
-    def forward(self, x):  # [N, C_in, s…] -> [N, C_out, s/2…]
+    def forward(
+        self,
+        x,  # features [N, C_in, (D,) H, W]
+    ):  # [N, C_out, (D/2,) H/2, W/2]
         y = self.pool(F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2), 2)
         return (y + self.shortcut(self.pool(x, 2))) / math.sqrt(2)
 
 
 class Discriminator3D(nn.Module):
     "Volume [N, C, S, S, S] and labels [N, L] → one score per volume [N] (projection conditioning)."
-    def __init__(self, size: int = 128, label_dim: int = 0, width: int = 16, max_channels: int = 256,
-                 in_channels: int = 1, minibatch_std: bool = True, spectral: bool = False, dims: int = 3,
-                 checkpointing: bool = False):
+    def __init__(
+        self,
+        size: int = 128,  # edge of the input cube in voxels, a power of two ≥ 4
+        label_dim: int = 0,  # size of the label vector (0: unconditional, no projection)
+        width: int = 16,  # channels at the input resolution (doubling towards 4³)
+        max_channels: int = 256,  # cap on the channels of any block
+        in_channels: int = 1,  # channels of the volume (1: one modality per sample)
+        minibatch_std: bool = True,  # append the batch's spread as one more channel at 4³
+        spectral: bool = False,  # spectral normalisation of all weights
+        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
+        checkpointing: bool = False,  # activation checkpointing of the ResidualDown blocks (less memory, more time)
+    ):
         super().__init__()
         channels = _widths(size, width, max_channels)[::-1]  # narrow at the input, widest at 4³
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
@@ -226,10 +312,15 @@ class Discriminator3D(nn.Module):
         self.out = sn(nn.Linear(top, 1))
         self.embed = sn(nn.Linear(label_dim, top, bias=False)) if label_dim else None
 
-    def forward(self, x, labels=None):
+    def forward(
+        self,
+        x,  # volumes [N, C, S, S, S] about [-1, 1] ([N, C, S, S] when dims=2)
+        labels=None,  # label vectors [N, label_dim]; unused when label_dim is 0
+    ):  # scores (logits) [N]: high for real
         x = F.leaky_relu(self.from_volume(x), 0.2)
         for block in self.blocks:
-            x = activation_checkpoint(block, x, use_reentrant=False) if self.checkpointing and torch.is_grad_enabled() else block(x)
+            x = (activation_checkpoint(block, x, use_reentrant=False) if self.checkpointing and torch.is_grad_enabled()
+                 else block(x))
         x = F.leaky_relu(self.conv(self.std(x)), 0.2)  # [N, C, 4, 4, 4]
         phi = F.leaky_relu(self.features(x.flatten(1)), 0.2)  # [N, C]
         score = self.out(phi).squeeze(1)
@@ -272,7 +363,8 @@ class StyleGAN3DConfig(TrainConfig):
         super().validate()
         require_field(self.size in (16, 32, 64, 128, 256), self, "size", "a power of two from 16 to 256")
         require_positive(self, "z_dim", "w_dim", "mapping_layers", "g_width", "d_width", "max_width", "accumulate")
-        require_field(self.batch_size % self.accumulate == 0, self, "accumulate", f"a divisor of batch_size ({self.batch_size})")
+        require_field(self.batch_size % self.accumulate == 0, self, "accumulate",
+                      f"a divisor of batch_size ({self.batch_size})")
         require_field(self.loss in GAN_LOSSES, self, "loss", f"one of {GAN_LOSSES}")
         require_field(self.r1_gamma >= 0, self, "r1_gamma", "≥ 0")
         require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of volumes > 0")
@@ -280,7 +372,10 @@ class StyleGAN3DConfig(TrainConfig):
         require_field(0 <= self.mixing_prob <= 1, self, "mixing_prob", "a probability in [0, 1]")
 
 
-def build_networks(config: StyleGAN3DConfig, label_dim: int) -> tuple:  # (G, D), on the current default device
+def build_networks(
+    config: StyleGAN3DConfig,  # the run's configuration
+    label_dim: int,  # size of the label vector (see label_names)
+) -> tuple:  # (G, D), on the current default device
     "G and D for a config and a label size."
     G = Generator3D(config.size, config.z_dim, config.w_dim, label_dim, config.g_width, config.max_width,
                     config.mapping_layers, checkpointing=config.checkpointing)
@@ -310,7 +405,9 @@ class _SavedBytes:
         self.keep = []
 
 
-def count_parameters(module: nn.Module) -> int:
+def count_parameters(
+    module: nn.Module,  # any torch module
+) -> int:  # the number of parameters with requires_grad
     "Number of trainable parameters."
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
@@ -384,7 +481,8 @@ def memory_table(
         for mixed in (False, True):
             for ckpt in (False, True):
                 m = memory_estimate(config.replace(size=size), label_dim, batch_size, mixed, ckpt)
-                lines.append(f"| {size}³ | {batch_size} | {'bfloat16' if mixed else 'float32'} | {'yes' if ckpt else 'no'} | "
+                lines.append(f"| {size}³ | {batch_size} | {'bfloat16' if mixed else 'float32'} | "
+                             f"{'yes' if ckpt else 'no'} | "
                              f"{m['parameters_G'] / 1e6:.2f} M / {m['parameters_D'] / 1e6:.2f} M | "
                              f"{m['activations_bytes'] / 2**30:.2f} GiB | {m['total_bytes'] / 2**30:.2f} GiB |")
     return "\n".join(lines)
@@ -398,7 +496,8 @@ def make_stylegan_state(
     deterministic: bool = False,  # deterministic torch kernels
 ) -> dict:  # the adversarial state, with the label spec, the affine and fixed z and labels for sample grids
     "Fresh G, D, G_ema and optimisers for a config and label spec, seeded by config.seed."
-    state = make_adversarial_state(config, lambda: build_networks(config, len(label_names(spec))), device, deterministic)
+    state = make_adversarial_state(config, lambda: build_networks(config, len(label_names(spec))), device,
+                                   deterministic)
     state["G_ema"].checkpointing = False  # G_ema never trains: nothing to save memory for
     combos = label_combinations(spec)
     n_fixed = max(8, len(combos))
@@ -406,7 +505,8 @@ def make_stylegan_state(
         "label_spec": spec,
         "affine": torch.as_tensor(np.eye(4) if affine is None else np.asarray(affine), dtype=torch.float64),
         "z_fixed": torch.randn(n_fixed, config.z_dim, generator=torch.Generator().manual_seed(config.seed)),
-        "labels_fixed": torch.from_numpy(np.stack([encode_labels(spec, combos[k % len(combos)]) for k in range(n_fixed)])),
+        "labels_fixed": torch.from_numpy(np.stack([encode_labels(spec, combos[k % len(combos)])
+                                                   for k in range(n_fixed)])),
     })
     return state
 
@@ -434,7 +534,8 @@ def stylegan_step(
     reals, label_parts = real.chunk(parts), labels.chunk(parts)
 
     # discriminator: real volumes towards "real", generated ones towards "fake", for the same labels
-    z_D = torch.randn(n, cfg.z_dim, device=device).chunk(parts)  # drawn for the whole batch: the same z whatever `accumulate` is
+    # drawn for the whole batch: the same z whatever `accumulate` is
+    z_D = torch.randn(n, cfg.z_dim, device=device).chunk(parts)
     real_out, fake_out, fakes = [], [], []
 
     def d_part(k):  # D's loss on micro-batch k
@@ -461,9 +562,9 @@ def stylegan_step(
         loss_G, grad_G = optimise(state["opt_G"], g_part, G, accumulate=parts)
     advance_ema(state)
     real_out, fake_out = torch.cat(real_out), torch.cat(fake_out)
-    return {"loss_D": loss_D, "loss_G": loss_G, "D_real": loss.outputs(real_out).mean(), "D_fake": loss.outputs(fake_out).mean(),
-            "D_acc": loss.accuracy(real_out, fake_out), "grad_D": grad_D, "grad_G": grad_G,
-            "diversity": _spread(torch.cat(fakes)) / _spread(real).clamp_min(1e-8)}
+    return {"loss_D": loss_D, "loss_G": loss_G, "D_real": loss.outputs(real_out).mean(),
+            "D_fake": loss.outputs(fake_out).mean(), "D_acc": loss.accuracy(real_out, fake_out), "grad_D": grad_D,
+            "grad_G": grad_G, "diversity": _spread(torch.cat(fakes)) / _spread(real).clamp_min(1e-8)}
 
 # %% ../nbs/05_stylegan3d.ipynb #b8ae3efb
 def to_uint8_slices(
@@ -504,7 +605,7 @@ def train_stylegan(
     n_steps: int | None = None,  # stop after this many steps in total (default: config.n_steps)
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
 ):  # (run, state)
-    "Train the 3D StyleGAN through the shared loop (genmodels.train), with sample grids and checkpoints in the run folder."
+    "Train the 3D StyleGAN through the shared loop (genmodels.train): sample grids and checkpoints in the run folder."
     if len(train_set) < config.batch_size:
         raise ValueError(f"train_set: {len(train_set)} volumes, fewer than batch_size {config.batch_size}")
     size = train_set.cases[0]["images"].shape[-1]
@@ -515,8 +616,8 @@ def train_stylegan(
     if affine is None:
         affine = np.median(np.stack([c["affine"] for c in train_set.cases]), 0)
     state = make_stylegan_state(config, train_set.spec, affine, device, deterministic)
-    run = train_model(config, stylegan_step, state, train_set, sample_slices, "stylegan3d", run_dir, callbacks, resume, progress,
-                n_steps)
+    run = train_model(config, stylegan_step, state, train_set, sample_slices, "stylegan3d", run_dir, callbacks, resume,
+                      progress, n_steps)
     return run, state
 
 # %% ../nbs/05_stylegan3d.ipynb #25e619de
@@ -559,7 +660,8 @@ def generate(
     with eval_mode(G):
         for k in range(0, n, batch_size):
             c = centre[k:k + batch_size] if centre is not None else None
-            out.append(G(z[k:k + batch_size], y[k:k + batch_size], truncation, c, noise=generator).float().clamp(-1, 1).cpu())
+            out.append(G(z[k:k + batch_size], y[k:k + batch_size], truncation, c, noise=generator)
+                       .float().clamp(-1, 1).cpu())
     return torch.cat(out)[:, 0].numpy()
 
 # %% ../nbs/05_stylegan3d.ipynb #1ef0bfd2
@@ -571,7 +673,8 @@ def load_stylegan(
     checkpoint = load_checkpoint(path, kind="stylegan3d")
     tensors = checkpoint.get("tensors", {})
     if "label_spec" not in tensors:
-        raise CheckpointError(f"checkpoint {path}: has no label encoding; expected a checkpoint written by train_stylegan")
+        raise CheckpointError(f"checkpoint {path}: has no label encoding; "
+                              "expected a checkpoint written by train_stylegan")
     config = StyleGAN3DConfig.from_dict(checkpoint["config"])
     with preserved_global_state():  # building seeds the global RNG; loading must leave the caller's streams alone
         state = make_stylegan_state(config, tensors["label_spec"], tensors.get("affine"), device)

@@ -42,7 +42,8 @@ class TrainConfig(Config):
         for name in ("lr_G", "lr_D"):
             value = getattr(self, name)
             require_field(isinstance(value, (int, float)) and value > 0, self, name, "a learning rate > 0")
-        require_field(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), self, "betas", "two values in [0, 1)")
+        require_field(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), self, "betas",
+                      "two values in [0, 1)")
         require_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, self, "seed",
                       "a non-negative integer")
 
@@ -86,7 +87,8 @@ class NonSaturating(AdversarialLoss):
         fake: torch.Tensor,  # D's scores [N] on generated images
     ) -> torch.Tensor:  # scalar
         "D's loss: cross-entropy of real against generated."
-        return F.binary_cross_entropy_with_logits(real, torch.full_like(real, 1.0 - self.smoothing)) + F.softplus(fake).mean()
+        return (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 1.0 - self.smoothing))
+                + F.softplus(fake).mean())
 
     def g_loss(
         self,
@@ -176,7 +178,8 @@ def optimise(
         total = loss.detach()
     else:
         if not callable(loss):
-            raise TypeError(f"loss: with accumulate={accumulate}, expected a function k -> loss, found {type(loss).__name__}")
+            raise TypeError(f"loss: with accumulate={accumulate}, expected a function k -> loss, "
+                            f"found {type(loss).__name__}")
         total = 0.0
         for k in range(accumulate):
             part = loss(k)
@@ -191,7 +194,7 @@ def optimise(
 def eval_mode(
     *modules: nn.Module,  # the modules to switch
     training: bool = False,  # the mode within the block (True: train mode, e.g. for batch statistics)
-):
+):  # yields the module (or the tuple of modules, when more than one)
     "Within the block the modules are in eval mode (or train mode); afterwards each is back in its own mode."
     was = [m.training for m in modules]
     try:
@@ -206,7 +209,7 @@ def eval_mode(
 @contextlib.contextmanager
 def frozen(
     *modules: nn.Module,  # the modules whose weights get no gradient within the block
-):
+):  # yields nothing; a `with` block
     "Within the block the modules' parameters do not require gradients; afterwards each has its own flag again."
     flags = [[p.requires_grad for p in m.parameters()] for m in modules]
     try:

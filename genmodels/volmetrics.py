@@ -85,7 +85,7 @@ def _threads_for(
     device: torch.device,  # where the work runs
     size: int,  # edge of the cubes
 ):
-    "One CPU thread for cubes up to 64³ (waking threads costs more than the work on a small, busy CPU); torch's default above."
+    "One CPU thread for cubes up to 64³ (there, waking threads costs more than the work); torch's default above."
     return one_cpu_thread(device) if size <= 64 else contextlib.nullcontext()
 
 # %% ../nbs/04b_volume_metrics.ipynb #2f9a510f
@@ -160,7 +160,10 @@ class FeatureExtractorMRISlice(FixedFeatureExtractor):
     groups = MRI_FEATURE_GROUPS
     min_size = 8  # the texture features pool twice
 
-    def feature_groups(self, x):
+    def feature_groups(
+        self,
+        x,  # grey slices as uint8 [N, 3, H, W] (H, W ≥ 8); 0 is background
+    ):  # {group: float32 [N, k]} for the groups of MRI_FEATURE_GROUPS
         return mri_slice_feature_groups(x)
 
 
@@ -178,7 +181,8 @@ def mri_slice_features(
     "The `mri-slice` feature vectors of slices, as numpy (for plots and checks)."
     from genmodels.metrics import as_uint8_images
     x = as_uint8_images(slices, "slices")
-    parts = [torch.cat(list(mri_slice_feature_groups(x[i:i + batch_size]).values()), 1) for i in range(0, len(x), batch_size)]
+    parts = [torch.cat(list(mri_slice_feature_groups(x[i:i + batch_size]).values()), 1)
+             for i in range(0, len(x), batch_size)]
     return torch.cat(parts).numpy()
 
 # %% ../nbs/04b_volume_metrics.ipynb #926a3ccd
@@ -216,9 +220,9 @@ def slice_fid(
     first = reports[planes[0]]
     n_ref, n_base, n_gen = (len(v) * n_slices for v in (ref, base, gen))
     lines = [f"slice FID and KID ({first['extractor']}, layer {first['layer']}; {n_slices} slices per volume from "
-             f"{positions[0]:.0%} to {positions[1]:.0%} of the axis): {n_gen} {fake_name} slices ({len(gen)} volumes) vs "
-             f"{n_ref} real {reference_name} ({len(ref)}); real-vs-real baseline: {n_base} {baseline_name} ({len(base)}) "
-             f"vs the same {n_ref} {reference_name}"]
+             f"{positions[0]:.0%} to {positions[1]:.0%} of the axis): {n_gen} {fake_name} slices ({len(gen)} volumes) "
+             f"vs {n_ref} real {reference_name} ({len(ref)}); real-vs-real baseline: {n_base} {baseline_name} "
+             f"({len(base)}) vs the same {n_ref} {reference_name}"]
     for plane, r in reports.items():
         fid, bfid = r["fake"]["fid"], r["baseline"]["fid"]
         ratio = f"{fid / bfid:.1f}× " if bfid > 0 else ""
@@ -386,7 +390,8 @@ class VolumeClassifier(nn.Module):
         blocks, channels = [], 1
         for i in range(int(math.log2(size // 4))):  # S -> S/2 -> … -> 4
             out = width * 2 ** min(i, 3)
-            blocks += [nn.Conv3d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(min(4, out), out), nn.LeakyReLU(0.2)]
+            blocks += [nn.Conv3d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(min(4, out), out),
+                       nn.LeakyReLU(0.2)]
             channels = out
         self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(channels, n_classes)
@@ -489,7 +494,7 @@ def conditional_fidelity(
     fake_targets,  # the class indices they were conditioned on [G]
     class_names,  # a name per class, e.g. MODALITIES or ("low", "high")
     label: str = "class",  # what the classes are, for the summary (e.g. "modality")
-    model: VolumeClassifier | None = None,  # a classifier train_classifier already fitted on these training volumes (None: fit one)
+    model: VolumeClassifier | None = None,  # train_classifier's model, fitted on these training volumes (None: fit one)
     **kwargs,  # passed on to train_classifier (n_steps, batch_size, lr, width, flip, seed, device)
 ) -> dict:  # fake_accuracy, heldout_accuracy, chance, per_class, confusion, n_*, class_names, model, summary
     "Accuracy of a classifier trained on real volumes: on held-out real (ceiling), on generated (fidelity), and chance."
@@ -512,17 +517,19 @@ def conditional_fidelity(
     elif model.head.out_features != n_classes:
         raise ValueError(f"model: expected a classifier of the {n_classes} classes {list(class_names)}, "
                          f"found one of {model.head.out_features}")
-    held_p, fake_p = predict_classes(model, held_v, name="heldout_volumes"), predict_classes(model, fake_v, name="fake_volumes")
+    held_p, fake_p = (predict_classes(model, held_v, name="heldout_volumes"),
+                      predict_classes(model, fake_v, name="fake_volumes"))
     confusion = np.zeros((n_classes, n_classes), np.int64)  # rows: conditioned-on class, columns: predicted
     np.add.at(confusion, (fake_y, fake_p), 1)
-    per_class = {class_names[c]: float(np.mean(fake_p[fake_y == c] == c)) for c in range(n_classes) if np.any(fake_y == c)}
+    per_class = {class_names[c]: float(np.mean(fake_p[fake_y == c] == c))
+                 for c in range(n_classes) if np.any(fake_y == c)}
     out = dict(fake_accuracy=float(np.mean(fake_p == fake_y)), heldout_accuracy=float(np.mean(held_p == held_y)),
                chance=float(np.bincount(fake_y, minlength=n_classes).max() / len(fake_y)),
                heldout_chance=float(np.bincount(held_y, minlength=n_classes).max() / len(held_y)),
                per_class=per_class, confusion=confusion, n_train=len(train_v), n_heldout=len(held_v),
                n_fake=len(fake_v), class_names=class_names, model=model)
-    out["summary"] = (f"conditional fidelity ({label}: {', '.join(class_names)}; classifier trained on {len(train_v)} real "
-                      f"volumes): generated {out['fake_accuracy']:.2f} ({len(fake_v)}, scored against the labels they were "
-                      f"conditioned on) | ceiling, held-out real {out['heldout_accuracy']:.2f} ({len(held_v)}) | "
-                      f"chance {out['chance']:.2f} (majority class)")
+    out["summary"] = (f"conditional fidelity ({label}: {', '.join(class_names)}; classifier trained on "
+                      f"{len(train_v)} real volumes): generated {out['fake_accuracy']:.2f} ({len(fake_v)}, scored "
+                      f"against the labels they were conditioned on) | ceiling, held-out real "
+                      f"{out['heldout_accuracy']:.2f} ({len(held_v)}) | chance {out['chance']:.2f} (majority class)")
     return out
