@@ -156,7 +156,7 @@ def _dtype_of(source) -> np.dtype:
 
 
 def _cut(source, ys: np.ndarray, xs: np.ndarray, t: int, out: np.ndarray | None = None) -> np.ndarray:
-    "Tiles [n, t, t(, 3)] at top-left corners (ys, xs) from an in-memory or lazy map, into `out` if given."
+    "Tiles [N, t, t(, 3)] at top-left corners (ys, xs) from an in-memory or lazy map, into `out` if given."
     # A plain loop of slice copies: faster than a fancy-indexed gather over a sliding-window view, whose
     # scattered reads cost 4–5x more on large sections (measured); lazy maps read one small window each.
     out = np.empty((len(ys), t, t) + tuple(source.shape[2:]), _dtype_of(source)) if out is None else out
