@@ -339,7 +339,7 @@ def check_transmittance(
     a = np.asarray(transmittance)
     if a.dtype.kind != "f":
         raise TypeError(f"{name}: expected float values in [0, 1] (normalised transmittance), found dtype {a.dtype}; "
-                        "divide 8-bit images by 255 or read the file with genmodels.fom.read_section")
+                        "divide 8-bit images by 255 or read the file with genmodels.readers.read_section")
     if a.size and not np.isfinite(a).all():
         raise ValueError(f"{name}: expected finite values in [0, 1], found {int((~np.isfinite(a)).sum())} NaN or Inf")
     if a.size and (a.min() < 0 or a.max() > 1):
