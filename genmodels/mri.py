@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,13 @@ import torch.nn.functional as F
 from .core import atomic_write, check_output_path
 
 # %% auto #0
-__all__ = ['PLANES', 'MODALITIES', 'SEG_LABELS', 'TISSUES', 'SEQUENCES', 'CACHE_VERSION', 'VolumeReadError', 'read_volume',
-           'read_case', 'normalise_intensity', 'preprocess', 'spin_echo', 'flair', 'null_time', 'mni_tissues',
-           'render_contrasts', 'make_phantom_case', 'make_phantom_dataset', 'read_label_table', 'case_labels',
-           'fit_labels', 'label_names', 'encode_labels', 'label_combinations', 'case_figure', 'cache_key',
-           'load_case_cached', 'load_cases', 'split_cases', 'VolumeDataset', 'save_nifti']
+__all__ = ['PLANES', 'MODALITIES', 'SEG_LABELS', 'TISSUES', 'SEQUENCES', 'MAX_DEFORMATION', 'CACHE_VERSION', 'VolumeReadError',
+           'read_volume', 'read_case', 'normalise_intensity', 'preprocess', 'spin_echo', 'flair', 'null_time',
+           'mni_tissues', 'velocity_field', 'exponentiate', 'jacobian_determinant', 'ventricle_distance',
+           'resize_ventricles', 'deform_tissues', 'render_contrasts', 'make_phantom_case', 'make_phantom_dataset',
+           'read_label_table', 'case_labels', 'fit_labels', 'label_names', 'encode_labels', 'label_combinations',
+           'case_figure', 'cache_key', 'load_case_cached', 'load_cases', 'split_cases', 'VolumeDataset', 'shared_grid',
+           'Cohort', 'load_cohort', 'resample_to_grid', 'save_nifti']
 
 # %% ../nbs/04_mri.ipynb #8a7baecb
 class VolumeReadError(ValueError):
@@ -86,8 +89,9 @@ def read_case(
     folder: str | Path,  # a case folder <case>/ holding <case>-<modality>.nii.gz
     modalities=MODALITIES,  # which modalities to read, in this channel order
     seg: bool = True,  # also read <case>-seg.nii.gz
-) -> dict:  # case_id, folder, files, images {modality: float32 [X, Y, Z]}, seg (uint8 [X, Y, Z] or None), affine
+) -> dict:  # case_id, folder, files, images {modality: [X, Y, Z]}, seg, affine (RAS), source_shape, source_affine
     "Read the co-registered modalities (and segmentation) of one BraTS-layout case."
+    import nibabel as nib
     folder = Path(folder)
     case_id = folder.name
     if not folder.is_dir():
@@ -116,8 +120,10 @@ def read_case(
         if found:
             raise VolumeReadError(f"{files['seg']}: expected labels 0-3 (BraTS 2023 numbering), found {found}")
         labels = s.astype(np.uint8)
+    source = nib.load(files[names[0]])  # the file's own grid (e.g. LPS, as BraTS ships it), for exporting back into it
     return dict(case_id=case_id, folder=folder, files=files, modalities=tuple(modalities),
-                images={m: volumes[m][0] for m in modalities}, seg=labels, affine=affine)
+                images={m: volumes[m][0] for m in modalities}, seg=labels, affine=affine,
+                source_shape=tuple(int(s) for s in source.shape[:3]), source_affine=np.asarray(source.affine, float))
 
 # %% ../nbs/04_mri.ipynb #4305c93b
 def _resample(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -146,7 +152,7 @@ def preprocess(
     case: dict,  # from read_case
     size: int = 128,  # edge of the output cube in voxels
     percentiles=(0.5, 99.5),  # brain-voxel percentiles mapped to -1 and 1
-) -> dict:  # case_id, modalities, images float32 [C, S, S, S] in [-1, 1], seg uint8 | None, brain, affine, voxel_size
+) -> dict:  # case_id, modalities, images float32 [C, S, S, S] in [-1, 1], seg, brain, affine, voxel_size, source_*
     "Crop to the brain, pad to a cube, resample to size³, normalise each modality; seg and brain (bool) are [S, S, S]."
     images = np.stack([case["images"][m] for m in case["modalities"]])  # [C, X, Y, Z] raw
     nonzero = np.any(images != 0, axis=0)  # [X, Y, Z]: skull-stripped data have background exactly 0
@@ -173,7 +179,8 @@ def preprocess(
     to_input[:3, 3] = 0.5 * scale - 0.5 + low - before
     affine = case["affine"] @ to_input
     return dict(case_id=case.get("case_id"), modalities=tuple(case["modalities"]), images=normalised,
-                seg=seg, brain=brain, affine=affine, voxel_size=tuple(np.linalg.norm(affine[:3, :3], axis=0)))
+                seg=seg, brain=brain, affine=affine, voxel_size=tuple(np.linalg.norm(affine[:3, :3], axis=0)),
+                source_shape=case.get("source_shape"), source_affine=case.get("source_affine"))
 
 # %% ../nbs/04_mri.ipynb #f5d6f2b6
 # tissue: (proton density, T1 ms, T2 ms, T1 ms after gadolinium); approximate 3 T values
@@ -252,6 +259,175 @@ def mni_tissues(
     affine[:3, :3] *= f
     affine[:3, 3] += affine[:3, :3] @ np.full(3, (f - 1) / (2 * f))  # block centre
     return dict(gm=gm, wm=wm, csf=csf, brain=brain, affine=affine)
+
+# %% ../nbs/04_mri.ipynb #5a8547dc
+MAX_DEFORMATION = math.log(2) / math.sqrt(3)  # ≈ 0.40: the Jacobian determinant then stays within [1/2, 2]
+
+
+def _gradient(
+    field: np.ndarray,  # a vector field [3, X, Y, Z]
+    spacing: float,  # its grid spacing in mm
+) -> np.ndarray:  # [3, 3, X, Y, Z]: ∂field_i / ∂x_j (central differences)
+    "The spatial derivatives of a vector field."
+    return np.stack([np.stack(np.gradient(f, spacing), 0) for f in field], 0)
+
+
+def _sample(
+    maps: np.ndarray,  # [C, X, Y, Z]
+    positions: np.ndarray,  # [3, ...] voxel positions (fractional indices) to sample at
+    outside: str = "border",  # beyond the grid: "border" (the edge value) or "zeros"
+) -> np.ndarray:  # [C, ...]: trilinear samples
+    "Trilinear interpolation of maps at voxel positions (torch's grid_sample)."
+    shape = maps.shape[1:]
+    norm = [2 * positions[d] / max(shape[d] - 1, 1) - 1 for d in range(3)]  # align_corners: index 0 ↦ -1
+    grid = torch.from_numpy(np.stack(norm[::-1], -1).reshape(1, 1, 1, -1, 3).astype(np.float32))  # (z, y, x)
+    out = F.grid_sample(torch.from_numpy(np.ascontiguousarray(maps, np.float32))[None], grid, mode="bilinear",
+                        padding_mode=outside, align_corners=True)
+    return out[0, :, 0, 0].numpy().reshape(len(maps), *positions.shape[1:])
+
+
+def velocity_field(
+    extent_mm,  # (x, y, z) size of the region in mm
+    deformation: float,  # peak strain max‖∇v‖ (Frobenius), at most MAX_DEFORMATION
+    rng: np.random.Generator,  # draws the field
+    spacing: float = 6.0,  # grid spacing of the field in mm
+    scales_mm=(24.0, 10.0),  # Gaussian smoothing widths: brain shape, then the shape of the folds
+    weights=(1.0, 0.35),  # relative strength of each scale
+) -> np.ndarray:  # v float64 [3, X', Y', Z'] in mm, on a grid of `spacing` mm starting at the region's origin
+    "A smooth random stationary velocity field, scaled to a given peak strain."
+    from scipy import ndimage
+    if not 0 <= deformation <= MAX_DEFORMATION:
+        raise ValueError(f"deformation: expected a peak strain in [0, {MAX_DEFORMATION:.3f}] (the largest safe value: "
+                         f"beyond it the Jacobian determinant may leave [1/2, 2] and the anatomy fold), "
+                         f"found {deformation!r}")
+    shape = tuple(int(math.ceil(e / spacing)) + 1 for e in extent_mm)
+    v = np.zeros((3, *shape))
+    for sigma, weight in zip(scales_mm, weights):
+        noise = rng.standard_normal((3, *shape))
+        smooth = np.stack([ndimage.gaussian_filter(n, sigma / spacing, mode="reflect") for n in noise])
+        v += weight * smooth / smooth.std()
+    strain = np.sqrt((_gradient(v, spacing) ** 2).sum((0, 1))).max()
+    return v * (deformation / max(strain, 1e-12))
+
+
+def exponentiate(
+    v: np.ndarray,  # velocity field [3, X, Y, Z] in mm
+    spacing: float,  # its grid spacing in mm
+    steps: int = 6,  # squarings: the field is first divided by 2**steps
+) -> np.ndarray:  # displacement u [3, X, Y, Z] in mm: the map x ↦ x + u(x) is exp(v)
+    "Integrate a stationary velocity field by scaling and squaring: a smooth map with a smooth inverse."
+    u = v / 2 ** steps
+    index = np.indices(u.shape[1:], dtype=np.float64)
+    for _ in range(steps):  # φ ← φ ∘ φ:  u(x) ← u(x) + u(x + u(x))
+        u = u + _sample(u, index + u / spacing)
+    return u
+
+
+def jacobian_determinant(
+    u: np.ndarray,  # displacement [3, X, Y, Z] in mm
+    spacing: float,  # grid spacing in mm
+) -> np.ndarray:  # det(I + ∇u) [X, Y, Z]: local volume change; ≤ 0 where the map folds
+    "The Jacobian determinant of x ↦ x + u(x)."
+    J = _gradient(u, spacing) + np.eye(3)[:, :, None, None, None]
+    return np.linalg.det(np.moveaxis(J, (0, 1), (-2, -1)))
+
+
+# %% ../nbs/04_mri.ipynb #6f82885c
+def _ventricles(tissues: dict, voxel_mm: float) -> np.ndarray:
+    "The lateral and third ventricles: CSF more than 20 mm inside the brain, in pieces of at least 0.5 ml."
+    from scipy import ndimage
+    depth = ndimage.distance_transform_edt(tissues["brain"]) * voxel_mm
+    deep = (tissues["csf"] > 0.5) & (depth > 20)
+    pieces, n = ndimage.label(deep)
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1) * voxel_mm ** 3 / 1000  # ml
+    return (sizes >= 0.5)[pieces] & deep
+
+
+def ventricle_distance(
+    tissues: dict,  # gm, wm, csf fractions and brain, as from mni_tissues
+    voxel_mm: float,  # their voxel size in mm
+) -> np.ndarray:  # float32 [X, Y, Z] in mm: negative inside the ventricles, positive outside
+    "Signed distance to the ventricles' wall (computed once per template, then reused by every case)."
+    from scipy import ndimage
+    ventricles = _ventricles(tissues, voxel_mm)
+    if not ventricles.any():
+        raise ValueError("tissues: expected ventricles (CSF more than 20 mm inside the brain), found none")
+    inside, outside = ndimage.distance_transform_edt(ventricles), ndimage.distance_transform_edt(~ventricles)
+    return ((outside - inside) * voxel_mm).astype(np.float32)
+
+
+def resize_ventricles(
+    tissues: dict,  # gm, wm, csf fractions and brain, as from mni_tissues
+    voxel_mm: float,  # their voxel size in mm
+    grow_mm: float,  # > 0 widens the ventricles by this many mm (tissue loss), < 0 narrows them
+    distance=None,  # ventricle_distance(tissues, voxel_mm), when already computed
+) -> dict:  # new gm, wm, csf (brain unchanged) and ventricle_ml, the ventricles' volume after the change
+    "Widen or narrow the ventricles: a signed-distance threshold, with partial volume at the new wall."
+    signed = ventricle_distance(tissues, voxel_mm) if distance is None else distance
+    near = (signed < max(grow_mm, 0) + 2 * voxel_mm) & tissues["brain"]  # where the wall may move
+    fraction = np.clip(0.5 + (grow_mm - signed) / voxel_mm, 0, 1)  # ventricle share of each voxel
+    csf = np.where(near, fraction, tissues["csf"]).astype(np.float32)
+    matter = tissues["gm"] + tissues["wm"]
+    keep = np.where(matter > 1e-3, (1 - csf) / np.maximum(matter, 1e-3), 0)
+    gm = np.where(near, tissues["gm"] * keep, tissues["gm"]).astype(np.float32)
+    wm = np.where(near, np.where(matter > 1e-3, tissues["wm"] * keep, 1 - csf), tissues["wm"]).astype(np.float32)
+    volume = float((csf * near).sum()) * voxel_mm ** 3 / 1000
+    return dict(tissues, gm=gm, wm=wm, csf=csf, ventricle_ml=volume)
+
+
+def _rotation(degrees) -> np.ndarray:  # 3×3, rotations about x, then y, then z
+    a, b, c = np.deg2rad(degrees)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def deform_tissues(
+    tissues: dict,  # gm, wm, csf, brain and affine, as from mni_tissues
+    voxel_mm: float,  # their voxel size in mm
+    rng: np.random.Generator,  # draws this case's anatomy
+    deformation: float = 0.3,  # peak strain of the smooth deformation (≤ MAX_DEFORMATION; 0: none)
+    head_scale: float = 0.08,  # global scale drawn from 1 ± this (head size)
+    ventricles_mm=(-1.5, 4.5),  # range of the ventricle wall's move in mm (> 0 wider)
+    rotation_deg: float = 4.0,  # rigid misalignment: rotations about each axis up to this
+    shift_mm: float = 4.0,  # rigid misalignment: shifts along each axis up to this
+) -> tuple:  # (tissues on the same grid, anatomy: the drawn parameters and the measured Jacobian)
+    "One case's anatomy: ventricles resized, a diffeomorphic deformation, a head size and a small misalignment."
+    if not 0 <= head_scale < 0.5:
+        raise ValueError(f"head_scale: expected a relative range in [0, 0.5), found {head_scale!r}")
+    scale = 1 + rng.uniform(-head_scale, head_scale)
+    grow = float(rng.uniform(*ventricles_mm))
+    angles = rng.uniform(-rotation_deg, rotation_deg, 3)
+    shift = rng.uniform(-shift_mm, shift_mm, 3)
+    spacing = 6.0
+    shape = np.array(tissues["brain"].shape)
+    v = velocity_field(shape * voxel_mm, deformation, rng, spacing)
+    u = exponentiate(v, spacing)
+    det = jacobian_determinant(u, spacing)
+    if det.min() <= 0:
+        raise RuntimeError(f"deform_tissues: the deformation folds (Jacobian determinant {det.min():.3f}); "
+                           f"lower deformation below {deformation}")
+    edited = resize_ventricles(tissues, voxel_mm, grow, tissues.get("ventricle_distance"))
+    # output voxel → mm in the template's grid → undo scale, rotation and shift about the brain centre → + u
+    centre = np.argwhere(tissues["brain"]).mean(0) * voxel_mm
+    x = np.indices(tuple(shape), dtype=np.float64).reshape(3, -1) * voxel_mm  # [3, N] mm
+    q = centre[:, None] + _rotation(angles).T @ (x - centre[:, None] - shift[:, None]) / scale
+    q = q + _sample(u, q / spacing).reshape(3, -1)
+    maps = np.stack([edited["gm"], edited["wm"], edited["csf"], tissues["brain"].astype(np.float32)])
+    gm, wm, csf, brain = _sample(maps, q / voxel_mm, outside="zeros").reshape(4, *shape)
+    brain = brain > 0.5
+    total = np.maximum(gm + wm + csf, 1e-6)
+    out = {t: np.where(brain, f / total, 0).astype(np.float32) for t, f in (("gm", gm), ("wm", wm), ("csf", csf))}
+    displacement = np.sqrt((u ** 2).sum(0))
+    anatomy = dict(head_scale=round(float(scale), 4), ventricles_mm=round(grow, 3),
+                   ventricle_ml=round(edited["ventricle_ml"] * scale ** 3, 2),
+                   rotation_deg=[round(float(a), 3) for a in angles], shift_mm=[round(float(s), 3) for s in shift],
+                   deformation=deformation, displacement_mm_max=round(float(displacement.max()), 3),
+                   displacement_mm_rms=round(float(np.sqrt((displacement ** 2).mean())), 3),
+                   jacobian_min=round(float(det.min()), 4), jacobian_max=round(float(det.max()), 4))
+    return dict(out, brain=brain, affine=tissues["affine"]), anatomy
+
 
 # %% ../nbs/04_mri.ipynb #750d05d1
 def _smooth_field(shape, rng, cells: int = 4, amplitude: float = 1.0) -> np.ndarray:
@@ -333,19 +509,27 @@ def make_phantom_case(
     case_id: str,  # folder and file prefix, e.g. "PHANTOM-00000-000"
     grade: str = "high",  # the phantom's own ground truth: "high" (large, enhancing, necrotic) or "low"
     voxel_mm: int = 2,  # voxel size in mm (integer factor of the 1 mm MNI152 templates)
-    seed: int = 0,  # seeds tumour position and shape, bias field and noise
-) -> Path:  # the case folder, in BraTS-Africa layout
-    "Write a BraTS-layout phantom case (four contrasts + segmentation) on MNI152 anatomy."
+    seed: int = 0,  # seeds the anatomy, tumour position and shape, bias field and noise
+    anatomy: bool = True,  # give the case its own anatomy (deform_tissues); False: the bare MNI152 template
+    deformation: float = 0.3,  # peak strain of the deformation, at most MAX_DEFORMATION
+) -> Path:  # the case folder, in BraTS-Africa layout, with <case>-phantom.json (grade, seed, anatomy)
+    "Write a BraTS-layout phantom case (four contrasts + segmentation) on its own deformation of MNI152."
     import nibabel as nib
     if grade not in ("high", "low"):
         raise ValueError(f"make_phantom_case: expected grade 'high' or 'low', found {grade!r}")
     if not case_id or any(c in case_id for c in "/\\:"):
         raise ValueError(f"make_phantom_case: expected a case id without path separators, found {case_id!r}")
+    if not 0 <= deformation <= MAX_DEFORMATION:  # before any work: a clear error naming the safe value
+        velocity_field((1, 1, 1), deformation, np.random.default_rng(0))
     key = int(voxel_mm)
     if key not in _TISSUE_CACHE:  # the templates take a second to load and downsample
         _TISSUE_CACHE[key] = mni_tissues(key)
+        _TISSUE_CACHE[key]["ventricle_distance"] = ventricle_distance(_TISSUE_CACHE[key], key)
     tissues = _TISSUE_CACHE[key]
     rng = np.random.default_rng(seed)
+    drawn = {}
+    if anatomy:
+        tissues, drawn = deform_tissues(tissues, key, rng, deformation)
     seg = _draw_tumour(tissues, grade, key, rng)
     contrasts = render_contrasts(tissues, seg, grade, rng)
     folder = Path(out_dir) / case_id
@@ -357,6 +541,8 @@ def make_phantom_case(
     image = nib.Nifti1Image(seg, tissues["affine"])
     image.set_qform(tissues["affine"], code=1); image.set_sform(tissues["affine"], code=1)
     nib.save(image, folder / f"{case_id}-seg.nii.gz")
+    metadata = dict(case_id=case_id, grade=grade, seed=seed, voxel_mm=key, anatomy=drawn or None)
+    (folder / f"{case_id}-phantom.json").write_text(json.dumps(metadata, indent=1))
     return folder
 
 
@@ -365,15 +551,19 @@ def make_phantom_dataset(
     n_cases: int = 4,  # number of cases; grades alternate high, low, high, …
     seed: int = 0,  # case i uses seed + i
     voxel_mm: int = 2,  # voxel size in mm
+    anatomy: bool = True,  # every case its own anatomy (False: all on the bare MNI152 template)
+    deformation: float = 0.3,  # peak strain of each case's deformation, at most MAX_DEFORMATION
 ) -> Path:  # out_dir, holding the case folders and labels.csv (case_id, grade: the phantoms' own ground truth)
     "Write n phantom cases with alternating grades and their labels.csv."
+    if not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
+        raise ValueError(f"n_cases: expected a whole number of cases ≥ 1, found {n_cases!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n_cases):
         case_id = f"PHANTOM-{i:05d}-000"
         grade = "high" if i % 2 == 0 else "low"
-        make_phantom_case(out_dir, case_id, grade, voxel_mm, seed + i)
+        make_phantom_case(out_dir, case_id, grade, voxel_mm, seed + i, anatomy, deformation)
         rows.append((case_id, grade))
     with open(out_dir / "labels.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -573,7 +763,7 @@ def case_figure(
     return fig
 
 # %% ../nbs/04_mri.ipynb #8618cf80
-CACHE_VERSION = 1  # bump when preprocess changes, so old entries are not reused
+CACHE_VERSION = 2  # bump when preprocess changes, so old entries are not reused
 
 
 def cache_key(
@@ -614,13 +804,15 @@ def load_case_cached(
             seg_array = z["seg"] if bool(z["has_seg"]) else None
             return dict(case_id=str(z["case_id"]), modalities=tuple(str(m) for m in z["modalities"]),
                         images=z["images"], seg=seg_array, brain=z["brain"], affine=z["affine"],
-                        voxel_size=tuple(z["voxel_size"].tolist()), from_cache=True, cache_file=path)
+                        voxel_size=tuple(z["voxel_size"].tolist()), source_shape=tuple(int(s) for s in z["source_shape"]),
+                        source_affine=z["source_affine"], from_cache=True, cache_file=path)
     out = preprocess(read_case(folder, modalities, seg), size, percentiles)
     with atomic_write(path, "wb") as f:  # a crash never leaves half an entry
         np.savez(f, case_id=out["case_id"], modalities=np.array(out["modalities"]), images=out["images"],
                  seg=out["seg"] if out["seg"] is not None else np.zeros(0, np.uint8),
                  has_seg=out["seg"] is not None, brain=out["brain"], affine=out["affine"],
-                 voxel_size=np.array(out["voxel_size"]))
+                 voxel_size=np.array(out["voxel_size"]), source_shape=np.array(out["source_shape"]),
+                 source_affine=out["source_affine"])
     return {**out, "from_cache": False, "cache_file": path}
 
 # %% ../nbs/04_mri.ipynb #1b0dbbcb
@@ -709,14 +901,87 @@ class VolumeDataset(torch.utils.data.Dataset):
             volume = volume[::-1]  # left-right
         return {"volume": torch.from_numpy(np.ascontiguousarray(volume))[None], "labels": torch.from_numpy(labels)}
 
+# %% ../nbs/04_mri.ipynb #12f2a79b
+def shared_grid(
+    cases: list,  # dicts from load_case_cached (source_shape, source_affine)
+) -> dict | None:  # {"shape": (X, Y, Z), "affine": 4×4} when every case's files share one grid, else None
+    "The grid the cases' files came in, when they share one (as a BraTS release does)."
+    grids = {(tuple(c["source_shape"]), np.round(c["source_affine"], 4).tobytes()) for c in cases}
+    if len(grids) != 1:
+        return None
+    return {"shape": tuple(int(s) for s in cases[0]["source_shape"]), "affine": np.asarray(cases[0]["source_affine"])}
+
+
+@dataclass
+class Cohort:
+    "Cases split into training and held-out ones, with the label encoding fitted on the training cases."
+    cases: list  # every case, from load_case_cached
+    rows: dict  # {case_id: {column: value}}
+    columns: list  # the label columns conditioned on
+    spec: dict  # the label encoding (fit_labels on the training cases)
+    train_cases: list  # the training cases
+    heldout_cases: list  # the held-out cases
+    train_set: VolumeDataset  # (case, modality) training items
+    source_grid: dict | None  # {"shape", "affine"} the cases' files share (None: they differ)
+
+
+def load_cohort(
+    data_dir: str | Path,  # a folder of BraTS-layout case folders
+    size: int,  # edge of the cube
+    cache_dir: str | Path,  # the preprocessing cache (never inside data_dir)
+    label_table=None,  # a CSV path (case_id + columns), or None: proxies from the segmentations
+    label_columns=None,  # columns to use (None: all of the table's, or both proxies)
+    n_heldout: int = 4,  # cases kept out of training for the evaluation
+    seed: int = 0,  # seeds the split and the flips
+    augment: bool = True,  # left-right flips of the training items
+) -> Cohort:  # the split cohort
+    "Load a folder's cases and split them: the data side of a conditional volume generator."
+    cases, rows, columns = load_cases(data_dir, size, cache_dir, label_table, label_columns)
+    if not isinstance(n_heldout, (int, np.integer)) or not 0 < n_heldout < len(cases):
+        raise ValueError(f"n_heldout: expected 1 … {len(cases) - 1} held-out cases ({data_dir} holds {len(cases)} "
+                         f"case(s); at least one must stay for training), found {n_heldout!r}")
+    kind = fit_labels(rows, columns[:1])["columns"][0]["kind"] if columns else None
+    strata = {c: rows[c][columns[0]] for c in rows} if kind in ("categorical", "binary") else None  # no numbers
+    train_ids, heldout_ids = split_cases(list(rows), n_heldout, seed, strata=strata)
+    spec = fit_labels({c: rows[c] for c in train_ids}, columns)
+    train_cases = [c for c in cases if c["case_id"] in train_ids]
+    heldout_cases = [c for c in cases if c["case_id"] in heldout_ids]
+    return Cohort(cases, rows, columns, spec, train_cases, heldout_cases,
+                  VolumeDataset(train_cases, rows, spec, augment=augment, seed=seed), shared_grid(cases))
+
 # %% ../nbs/04_mri.ipynb #1b0624e7
+def resample_to_grid(
+    volume,  # float [X, Y, Z]
+    affine,  # its 4×4 voxel → mm matrix
+    reference,  # the target grid: a NIfTI file, or {"shape": (X', Y', Z'), "affine": 4×4}
+) -> tuple:  # (float32 [X', Y', Z'] trilinear, outside the volume its minimum; the reference's affine)
+    "A volume resampled onto another grid of the same millimetre space."
+    from scipy import ndimage
+    if isinstance(reference, (str, Path)):
+        import nibabel as nib
+        image = nib.load(reference)
+        reference = {"shape": image.shape[:3], "affine": image.affine}
+    if not isinstance(reference, dict) or not {"shape", "affine"} <= set(reference):
+        raise ValueError(f"reference: expected a NIfTI file or a dict with 'shape' and 'affine', found {reference!r:.80}")
+    shape = tuple(int(s) for s in reference["shape"])
+    target = np.asarray(torch.as_tensor(reference["affine"]).double().cpu(), np.float64)
+    if len(shape) != 3 or min(shape) < 1 or target.shape != (4, 4) or abs(np.linalg.det(target[:3, :3])) < 1e-12:
+        raise ValueError(f"reference: expected a 3D shape and an invertible 4×4 affine, found shape {shape}, "
+                         f"affine of shape {target.shape}")
+    to_source = np.linalg.inv(affine) @ target  # reference voxel → volume voxel
+    out = ndimage.affine_transform(np.asarray(volume, np.float32), to_source[:3, :3], to_source[:3, 3],
+                                   output_shape=shape, order=1, mode="constant", cval=float(np.min(volume)))
+    return out.astype(np.float32), target
+
+
 def save_nifti(
     volume,  # float [S, S, S] (e.g. one volume from generate)
     path: str | Path,  # a .nii or .nii.gz file, in a run folder
     affine,  # 4×4 voxel → mm (RAS); e.g. state["affine"]
     data_paths=(),  # the data folders, which are never written into
+    reference=None,  # a grid to write into: a NIfTI file, or {"shape", "affine"} (e.g. a case's source_*); None: as is
 ) -> Path:  # the file written
-    "Write one volume as a NIfTI file that standard viewers place correctly."
+    "Write one volume as a NIfTI file that standard viewers place correctly (resampled into a reference grid if given)."
     import nibabel as nib
     path = Path(path)
     if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
@@ -730,6 +995,8 @@ def save_nifti(
     affine = np.asarray(torch.as_tensor(affine).double().cpu(), np.float64)
     if affine.shape != (4, 4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ValueError(f"affine: expected an invertible 4×4 voxel → mm matrix, found shape {affine.shape}")
+    if reference is not None:  # the input's own grid: its orientation (e.g. LPS), spacing and field of view
+        volume, affine = resample_to_grid(volume, affine, reference)
     path = check_output_path(path, data_paths)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = nib.Nifti1Image(volume, affine)

@@ -19,20 +19,20 @@ from .core import CheckpointError, load_checkpoint, preserved_global_state, requ
 from .distributed import world_size
 from .gan import GAN_LOSSES, MinibatchStd
 from .mri import (fit_labels, label_names, encode_labels, label_combinations, load_cases, split_cases,
-                           VolumeDataset, save_nifti)
+                           VolumeDataset, load_cohort, shared_grid, save_nifti)
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_uint8, train_model)
 
 # taught in 04_mri, re-exported for convenience (and by `from genmodels.stylegan3d import *`)
 _all_ = ["fit_labels", "label_names", "encode_labels", "label_combinations", "load_cases", "split_cases",
-         "VolumeDataset", "save_nifti"]
+         "VolumeDataset", "load_cohort", "save_nifti"]
 
 # %% auto #0
 __all__ = ['MappingNetwork', 'NoiseInjection', 'AdaIN', 'StyleConv', 'SynthesisBlock', 'Generator3D', 'w_centre', 'ResidualDown',
            'Discriminator3D', 'StyleGAN3DConfig', 'build_networks', 'count_parameters', 'memory_estimate',
            'memory_table', 'make_stylegan_state', 'stylegan_step', 'to_uint8_slices', 'sample_slices', 'train_stylegan',
            'generate', 'load_stylegan', 'mix_styles', 'fit_labels', 'label_names', 'encode_labels',
-           'label_combinations', 'load_cases', 'split_cases', 'VolumeDataset', 'save_nifti']
+           'label_combinations', 'load_cases', 'split_cases', 'VolumeDataset', 'load_cohort', 'save_nifti']
 
 # %% ../nbs/05_stylegan3d.ipynb #1be43878
 def _conv(dims: int):
@@ -494,7 +494,8 @@ def make_stylegan_state(
     affine=None,  # 4×4 voxel → mm affine of generated volumes (for NIfTI export); None: 1 mm voxels at the origin
     device=None,  # None: CUDA, then MPS, then CPU
     deterministic: bool = False,  # deterministic torch kernels
-) -> dict:  # the adversarial state, with the label spec, the affine and fixed z and labels for sample grids
+    source_grid=None,  # {"shape", "affine"} of the training cases' files (mri.shared_grid), for export into it
+) -> dict:  # the adversarial state, with the label spec, the affines and fixed z and labels for sample grids
     "Fresh G, D, G_ema and optimisers for a config and label spec, seeded by config.seed."
     state = make_adversarial_state(config, lambda: build_networks(config, len(label_names(spec))), device,
                                    deterministic)
@@ -504,6 +505,9 @@ def make_stylegan_state(
     state.update({
         "label_spec": spec,
         "affine": torch.as_tensor(np.eye(4) if affine is None else np.asarray(affine), dtype=torch.float64),
+        "source_grid": None if source_grid is None else {
+            "shape": [int(s) for s in source_grid["shape"]],
+            "affine": torch.as_tensor(np.asarray(source_grid["affine"]), dtype=torch.float64)},
         "z_fixed": torch.randn(n_fixed, config.z_dim, generator=torch.Generator().manual_seed(config.seed)),
         "labels_fixed": torch.from_numpy(np.stack([encode_labels(spec, combos[k % len(combos)])
                                                    for k in range(n_fixed)])),
@@ -601,6 +605,7 @@ def train_stylegan(
     resume=None,  # checkpoint to continue from (same config)
     device=None,  # None: CUDA, then MPS, then CPU
     affine=None,  # voxel → mm affine for exported volumes (default: the median of the training cases')
+    source_grid="shared",  # the input grid for export: "shared" (the training files' own, when they share one), or a dict
     progress: bool = True,  # show a progress bar
     n_steps: int | None = None,  # stop after this many steps in total (default: config.n_steps)
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
@@ -615,7 +620,12 @@ def train_stylegan(
                   f"a divisor of the {per_process} volumes each of the {world_size()} processes gets per step")
     if affine is None:
         affine = np.median(np.stack([c["affine"] for c in train_set.cases]), 0)
-    state = make_stylegan_state(config, train_set.spec, affine, device, deterministic)
+    if isinstance(source_grid, str):
+        if source_grid != "shared":
+            raise ValueError(f"source_grid: expected 'shared', a {{'shape', 'affine'}} dict or None, found {source_grid!r}")
+        has_grid = all(c.get("source_shape") is not None for c in train_set.cases)
+        source_grid = shared_grid(train_set.cases) if has_grid else None
+    state = make_stylegan_state(config, train_set.spec, affine, device, deterministic, source_grid)
     run = train_model(config, stylegan_step, state, train_set, sample_slices, "stylegan3d", run_dir, callbacks, resume,
                       progress, n_steps)
     return run, state

@@ -333,12 +333,24 @@ def _nearest(
                 ssim_index=candidates[np.arange(len(queries)), best])
 
 
+def _chance_of_share(
+    share: float,  # share of n generated volumes beyond the held-out extreme
+    n: int,  # generated volumes
+    k: int,  # held-out volumes
+) -> float:  # P(a share at least this large) for volumes exchangeable with the held-out ones
+    "One-sided p-value: beta-binomial(n, 1, k), since the extreme of k held-out values is itself random."
+    from scipy.stats import betabinom
+    count = int(round(share * n))
+    return float(betabinom(n, 1, k).sf(count - 1)) if count > 0 else 1.0
+
+
 def nearest_real(
     fake,  # generated volumes, float32 [N, S, S, S] in [-1, 1]
     train,  # the training volumes the generator saw, [M, S, S, S]
     heldout,  # real volumes it never saw, [K, S, S, S], K ≥ 2: the baseline
     ssim_candidates: int | None = 32,  # SSIM against this many MSE-nearest training volumes (None: all)
-    flag_share: float = 0.1,  # flagged when a share exceeds the chance level by more than this
+    flag_share: float = 0.1,  # flagged when a share exceeds the chance level by more than this …
+    alpha: float = 0.01,  # … and chance alone would give such a share with probability below alpha
 ) -> dict:  # medians, per-volume arrays and nearest indices (fake_*, heldout_*), thresholds, shares, flagged, summary
     "Nearest training volume (MSE, SSIM) of generated volumes beside that of held-out real volumes."
     fake = check_volumes(fake, "fake")
@@ -350,16 +362,19 @@ def nearest_real(
         raise ValueError(f"ssim_candidates: expected a whole number ≥ 1 or None, found {ssim_candidates!r}")
     if not 0 <= flag_share < 1:
         raise ValueError(f"flag_share: expected a share in [0, 1), found {flag_share!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a probability in (0, 1), found {alpha!r}")
     near_fake, near_held = _nearest(fake, train, ssim_candidates), _nearest(heldout, train, ssim_candidates)
     mse_threshold = float(np.percentile(near_held["mse"], 1, method="lower"))  # the closest held-out when K < 100
     ssim_threshold = float(np.percentile(near_held["ssim"], 99, method="higher"))
     share_mse = float(np.mean(near_fake["mse"] < mse_threshold))
     share_ssim = float(np.mean(near_fake["ssim"] > ssim_threshold))
     chance = max(0.01, 1 / (len(heldout) + 1))
-    flagged = max(share_mse, share_ssim) > chance + flag_share
+    p_value = min(_chance_of_share(s, len(fake), len(heldout)) for s in (share_mse, share_ssim))
+    flagged = bool(max(share_mse, share_ssim) > chance + flag_share and p_value < alpha / 2)  # two shares tested
     out = dict(n_fake=len(fake), n_train=len(train), n_heldout=len(heldout), mse_threshold=mse_threshold,
                ssim_threshold=ssim_threshold, share_mse_below=share_mse, share_ssim_above=share_ssim,
-               chance_share=chance, flagged=flagged)
+               chance_share=chance, p_value=p_value, flagged=flagged)
     for prefix, near in (("fake", near_fake), ("heldout", near_held)):
         out[f"{prefix}_mse_median"] = float(np.median(near["mse"]))
         out[f"{prefix}_ssim_median"] = float(np.median(near["ssim"]))
@@ -369,7 +384,7 @@ def nearest_real(
         f"SSIM {out['fake_ssim_median']:.3f} | {len(heldout)} held-out real (baseline) median MSE "
         f"{out['heldout_mse_median']:.4g}, SSIM {out['heldout_ssim_median']:.3f}\n"
         f"{share_mse:.0%} of generated closer (MSE < {mse_threshold:.4g}) and {share_ssim:.0%} more similar "
-        f"(SSIM > {ssim_threshold:.3f}) than held-out's closest; chance ≈ {chance:.0%} -> "
+        f"(SSIM > {ssim_threshold:.3f}) than held-out's closest; chance ≈ {chance:.0%} (p = {p_value:.2g}) -> "
         + ("FLAGGED: copies of training volumes" if flagged else "ok: no sign of memorisation"))
     return out
 
