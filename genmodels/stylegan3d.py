@@ -605,7 +605,7 @@ def train_stylegan(
     resume=None,  # checkpoint to continue from (same config)
     device=None,  # None: CUDA, then MPS, then CPU
     affine=None,  # voxel → mm affine for exported volumes (default: the median of the training cases')
-    source_grid="shared",  # the input grid for export: "shared" (the training files' own, when they share one), or a dict
+    source_grid="shared",  # grid for export: "shared" (the training files' own, if they share one), a dict, or None
     progress: bool = True,  # show a progress bar
     n_steps: int | None = None,  # stop after this many steps in total (default: config.n_steps)
     deterministic: bool = False,  # deterministic torch kernels (bit-exact resume on the CPU)
@@ -622,7 +622,8 @@ def train_stylegan(
         affine = np.median(np.stack([c["affine"] for c in train_set.cases]), 0)
     if isinstance(source_grid, str):
         if source_grid != "shared":
-            raise ValueError(f"source_grid: expected 'shared', a {{'shape', 'affine'}} dict or None, found {source_grid!r}")
+            raise ValueError(f"source_grid: expected 'shared', a {{'shape', 'affine'}} dict or None, "
+                             f"found {source_grid!r}")
         has_grid = all(c.get("source_shape") is not None for c in train_set.cases)
         source_grid = shared_grid(train_set.cases) if has_grid else None
     state = make_stylegan_state(config, train_set.spec, affine, device, deterministic, source_grid)
