@@ -431,9 +431,9 @@ def deform_tissues(
     du = _sample(u, coarse / spacing).reshape(1, 3, *[len(n) for n in nodes])
     du = F.interpolate(torch.from_numpy(du), size=tuple(shape), mode="trilinear", align_corners=True)[0]
     q = q + du.reshape(3, -1).numpy()
-    maps = np.stack([edited["gm"], edited["wm"], edited["csf"], tissues["brain"].astype(np.float32)])
-    gm, wm, csf, brain = _sample(maps, q / voxel_mm, outside="zeros").reshape(4, *shape)
-    brain = brain > 0.5
+    maps = np.stack([edited["gm"], edited["wm"], edited["csf"]])
+    gm, wm, csf = _sample(maps, q / voxel_mm, outside="zeros").reshape(3, *shape)
+    brain = gm + wm + csf > 0.5  # the fractions sum to 1 in the brain and 0 outside: their sum is the brain mask
     total = np.maximum(gm + wm + csf, 1e-6)
     out = {t: np.where(brain, f / total, 0).astype(np.float32) for t, f in (("gm", gm), ("wm", wm), ("csf", csf))}
     displacement = np.sqrt((u ** 2).sum(0))

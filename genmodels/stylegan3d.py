@@ -39,6 +39,14 @@ def _conv(dims: int):
     return {2: nn.Conv2d, 3: nn.Conv3d}[dims]
 
 
+def _he(layer: nn.Module) -> nn.Module:
+    "He initialisation for LeakyReLU(0.2), biases zero: activations keep their spread through an unnormalised D."
+    nn.init.kaiming_normal_(layer.weight, a=0.2)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 def _normalise(x, eps: float = 1e-8):  # [N, K] -> [N, K] with unit mean square per row
     return x * (x.square().mean(1, keepdim=True) + eps).rsqrt()
 
@@ -206,7 +214,7 @@ class Generator3D(nn.Module):
         self,
         ws,  # styles [N, n_ws, w_dim], one per StyleConv
         noise=None,  # None (the global RNG), a torch.Generator (blocks not checkpointed then), or a tensor
-    ):  # volume [N, C, S, S, S] about [-1, 1] ([N, C, S, S] when dims=2)
+    ):  # volume [N, C, S, S, S] in (-1, 1) ([N, C, S, S] when dims=2)
         # repeat makes a copy, not a view: a view made under no_grad confuses autograd tools
         x = self.first(self.const.repeat(len(ws), *[1] * (self.const.dim() - 1)), ws[:, 0], noise)
         skip = self.first_out(x)
@@ -216,7 +224,7 @@ class Generator3D(nn.Module):
                 x, skip = activation_checkpoint(block, x, skip, w_pair, noise, use_reentrant=False)
             else:
                 x, skip = block(x, skip, w_pair, noise)
-        return skip
+        return torch.tanh(skip)  # the data lie in [-1, 1], most voxels at exactly -1 (background): tanh reaches it
 
     def forward(
         self,
@@ -272,9 +280,9 @@ class ResidualDown(nn.Module):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
         conv = _conv(dims)
-        self.conv1 = sn(conv(in_channels, in_channels, 3, padding=1))
-        self.conv2 = sn(conv(in_channels, out_channels, 3, padding=1))
-        self.shortcut = sn(conv(in_channels, out_channels, 1, bias=False))
+        self.conv1 = sn(_he(conv(in_channels, in_channels, 3, padding=1)))
+        self.conv2 = sn(_he(conv(in_channels, out_channels, 3, padding=1)))
+        self.shortcut = sn(_he(conv(in_channels, out_channels, 1, bias=False)))
         self.pool = {2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
 
     def forward(
@@ -303,14 +311,14 @@ class Discriminator3D(nn.Module):
         channels = _widths(size, width, max_channels)[::-1]  # narrow at the input, widest at 4³
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
         self.checkpointing = checkpointing
-        self.from_volume = sn(_conv(dims)(in_channels, channels[0], 1))
+        self.from_volume = sn(_he(_conv(dims)(in_channels, channels[0], 1)))
         self.blocks = nn.ModuleList(ResidualDown(a, b, dims, spectral) for a, b in zip(channels[:-1], channels[1:]))
         self.std = MinibatchStd() if minibatch_std else nn.Identity()
         top = channels[-1]
-        self.conv = sn(_conv(dims)(top + int(minibatch_std), top, 3, padding=1))
-        self.features = sn(nn.Linear(top * 4 ** dims, top))
-        self.out = sn(nn.Linear(top, 1))
-        self.embed = sn(nn.Linear(label_dim, top, bias=False)) if label_dim else None
+        self.conv = sn(_he(_conv(dims)(top + int(minibatch_std), top, 3, padding=1)))
+        self.features = sn(_he(nn.Linear(top * 4 ** dims, top)))
+        self.out = sn(_he(nn.Linear(top, 1)))
+        self.embed = sn(_he(nn.Linear(label_dim, top, bias=False))) if label_dim else None
 
     def forward(
         self,
@@ -354,7 +362,7 @@ class StyleGAN3DConfig(TrainConfig):
     checkpointing: bool = False  # activation checkpointing of G's and D's blocks (less memory, ~30% more time)
 
     presets = {
-        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=240,
+        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=240, lr_D=4e-4,
                       mixing_prob=0.5, sample_every=80, checkpoint_every=120),
         "full": dict(mixed_precision=True),
     }

@@ -186,3 +186,16 @@ def test_brats_layout_end_to_end(brats, tmp_path):
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written into the data folder
     with pytest.raises(ValueError, match="reference: expected a NIfTI file or a dict with 'shape' and 'affine'"):
         save_nifti(volume, tmp_path / "x.nii.gz", state["affine"], reference=[1, 2])
+
+
+def test_templates_at_non_integer_voxel_size():
+    t = mni_tissues(1.5)
+    assert t["gm"].shape == (130, 154, 126)
+    np.testing.assert_allclose(np.diag(t["affine"])[:3], [1.5] * 3)
+    one = mni_tissues(1)
+    # the same millimetres: voxel 0 of the 1.5 mm grid is the centre of the first 1.5 mm block
+    np.testing.assert_allclose(t["affine"][:3, 3], one["affine"][:3, 3] + 0.25)
+    brain_ml = lambda x, v: x["brain"].sum() * v ** 3 / 1000
+    assert abs(brain_ml(t, 1.5) / brain_ml(one, 1) - 1) < 0.03
+    with pytest.raises(ValueError, match="voxel_mm: expected a voxel size in mm from 1 to 16, found 0.5"):
+        mni_tissues(0.5)
