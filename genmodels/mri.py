@@ -22,11 +22,11 @@ from .core import atomic_write, check_output_path
 # %% auto #0
 __all__ = ['PLANES', 'MODALITIES', 'SEG_LABELS', 'TISSUES', 'SEQUENCES', 'MAX_DEFORMATION', 'CACHE_VERSION', 'VolumeReadError',
            'read_volume', 'read_case', 'normalise_intensity', 'preprocess', 'spin_echo', 'flair', 'null_time',
-           'mni_tissues', 'velocity_field', 'exponentiate', 'jacobian_determinant', 'ventricle_distance',
-           'resize_ventricles', 'deform_tissues', 'render_contrasts', 'make_phantom_case', 'make_phantom_dataset',
-           'read_label_table', 'case_labels', 'fit_labels', 'label_names', 'encode_labels', 'label_combinations',
-           'case_figure', 'cache_key', 'load_case_cached', 'load_cases', 'split_cases', 'VolumeDataset', 'shared_grid',
-           'Cohort', 'load_cohort', 'resample_to_grid', 'save_nifti']
+           'mni_tissues', 'check_deformation', 'velocity_field', 'exponentiate', 'jacobian_determinant',
+           'ventricle_distance', 'resize_ventricles', 'deform_tissues', 'render_contrasts', 'make_phantom_case',
+           'make_phantom_dataset', 'read_label_table', 'case_labels', 'fit_labels', 'label_names', 'encode_labels',
+           'label_combinations', 'case_figure', 'cache_key', 'load_case_cached', 'load_cases', 'split_cases',
+           'VolumeDataset', 'shared_grid', 'Cohort', 'load_cohort', 'resample_to_grid', 'save_nifti']
 
 # %% ../nbs/04_mri.ipynb #8a7baecb
 class VolumeReadError(ValueError):
@@ -296,6 +296,17 @@ def _sample(
     return out[0, :, 0, 0].numpy().reshape(len(maps), *positions.shape[1:])
 
 
+def check_deformation(
+    deformation,  # a peak strain of the velocity field
+) -> float:  # the same, checked
+    "Refuse a deformation strength that could fold the anatomy, naming the largest safe value."
+    if not isinstance(deformation, (int, float, np.integer, np.floating)) or not 0 <= deformation <= MAX_DEFORMATION:
+        raise ValueError(f"deformation: expected a peak strain in [0, {MAX_DEFORMATION:.3f}] (the largest safe value: "
+                         f"beyond it the Jacobian determinant may leave [1/2, 2] and the anatomy fold), "
+                         f"found {deformation!r}")
+    return float(deformation)
+
+
 def velocity_field(
     extent_mm,  # (x, y, z) size of the region in mm
     deformation: float,  # peak strain max‖∇v‖ (Frobenius), at most MAX_DEFORMATION
@@ -306,10 +317,7 @@ def velocity_field(
 ) -> np.ndarray:  # v float64 [3, X', Y', Z'] in mm, on a grid of `spacing` mm starting at the region's origin
     "A smooth random stationary velocity field, scaled to a given peak strain."
     from scipy import ndimage
-    if not 0 <= deformation <= MAX_DEFORMATION:
-        raise ValueError(f"deformation: expected a peak strain in [0, {MAX_DEFORMATION:.3f}] (the largest safe value: "
-                         f"beyond it the Jacobian determinant may leave [1/2, 2] and the anatomy fold), "
-                         f"found {deformation!r}")
+    deformation = check_deformation(deformation)
     shape = tuple(int(math.ceil(e / spacing)) + 1 for e in extent_mm)
     v = np.zeros((3, *shape))
     for sigma, weight in zip(scales_mm, weights):
@@ -536,8 +544,7 @@ def make_phantom_case(
         raise ValueError(f"make_phantom_case: expected grade 'high' or 'low', found {grade!r}")
     if not case_id or any(c in case_id for c in "/\\:"):
         raise ValueError(f"make_phantom_case: expected a case id without path separators, found {case_id!r}")
-    if not 0 <= deformation <= MAX_DEFORMATION:  # before any work: a clear error naming the safe value
-        velocity_field((1, 1, 1), deformation, np.random.default_rng(0))
+    check_deformation(deformation)  # before any work: a clear error naming the largest safe value
     key = voxel_mm
     if key not in _TISSUE_CACHE:  # the templates take a second to load and downsample
         _TISSUE_CACHE[key] = mni_tissues(key)
@@ -574,6 +581,7 @@ def make_phantom_dataset(
     "Write n phantom cases with alternating grades and their labels.csv."
     if not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise ValueError(f"n_cases: expected a whole number of cases ≥ 1, found {n_cases!r}")
+    check_deformation(deformation)  # before the folder is made
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -88,7 +88,7 @@ def test_deformation_is_diffeomorphic_and_bounded():
 @pytest.mark.parametrize("call", [
     lambda tmp: velocity_field((60, 60, 60), 0.9, np.random.default_rng(0)),
     lambda tmp: make_phantom_case(tmp, "P", deformation=0.5, voxel_mm=4),
-    lambda tmp: make_phantom_dataset(tmp, n_cases=2, voxel_mm=4, deformation=-0.1),
+    lambda tmp: make_phantom_dataset(tmp / "new", n_cases=2, voxel_mm=4, deformation=-0.1),
 ])
 def test_folding_deformation_refused(tmp_path, call):
     with pytest.raises(ValueError, match=r"deformation: expected a peak strain in \[0, 0\.400\] \(the largest safe value"):
