@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import Callback
-from .viz import figure_png, image_widget, set_png, show_view
+from .viz import figure_png, handle_widget_events, image_widget, set_png, show_view, view_bundle
 
 # %% auto #0
 __all__ = ['SMOOTHINGS', 'LEVELS', 'SYNTHETIC_CASES', 'LEVEL_COLOURS', 'STOP_REASON', 'log_values', 'log_steps', 'smooth',
@@ -307,15 +307,20 @@ def figure(
     span: int = 20,  # steps of the smoothing
     window: int = 50,  # steps `diagnose` judges, for the title
     diagnosis: tuple[str, str] | None = None,  # (level, message) for the title; None: diagnose the logs
-    width: float = 3.6,  # inches per panel
+    width: float = 5.6,  # inches per panel (at the monitor's 80 dpi: 448 pixels)
+    stopped: str = "",  # how the run ended early, e.g. "stopped from the monitor at step 31 of 300"; first in the title
 ):  # a matplotlib.figure.Figure, not registered with pyplot
     "Loss curves, D's outputs, sample diversity and gradient norms of a GAN run, titled by the diagnosis."
     from matplotlib.figure import Figure
     steps = log_steps(history)
     columns = {key: log_values(history, key) for _, keys, _ in _PANELS for key, _, _ in keys}
     panels = [p for p in _PANELS if any(np.isfinite(columns[key]).any() for key, _, _ in p[1])] or [_PANELS[0]]
-    fig = Figure(figsize=(width * len(panels), 3.3))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    n_columns = min(2, len(panels))  # two panels a row: the figure fits a laptop's notebook column
+    n_rows = math.ceil(len(panels) / n_columns)
+    fig = Figure(figsize=(width * n_columns, 2.6 * n_rows))
+    axes = fig.subplots(n_rows, n_columns, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     for ax, (title, keys, limits) in zip(axes, panels):
         for key, label, colour in keys:
             values = columns[key]
@@ -334,19 +339,22 @@ def figure(
                 ax.set_yscale("log")
         if limits:
             ax.set_ylim(*limits)
-        ax.set_title(title, fontsize=9); ax.set_xlabel("step", fontsize=8); ax.tick_params(labelsize=7)
+        # 9 points at 80 dpi are 10 pixels: the smallest text a screen shows legibly
+        ax.set_title(title, fontsize=10); ax.set_xlabel("step", fontsize=9); ax.tick_params(labelsize=9)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best", frameon=False)
+            ax.legend(fontsize=9, loc="best", frameon=False)
         if not len(history):
             ax.text(0.5, 0.5, "no steps yet", ha="center", va="center", transform=ax.transAxes, color="#999999")
     level, message = diagnosis if diagnosis is not None else diagnose(history, window)
-    title_lines = textwrap.wrap(f"{level}: {message}", int(15 * width * len(panels)))
-    fig.suptitle("\n".join(title_lines), fontsize=8.5, color=LEVEL_COLOURS.get(level, "black"))
+    title = (f"{stopped}. " if stopped else "") + f"{level}: {message}"
+    title_lines = textwrap.wrap(title, int(13 * width * n_columns))  # about 13 characters an inch at 10 points
+    fig.suptitle("\n".join(title_lines), fontsize=10, color=LEVEL_COLOURS.get(level, "black"))
     # a fixed layout: tight_layout would draw the whole figure once more just to measure it
-    height = 2.9 + 0.16 * len(title_lines)  # inches: the panels, plus a line of title each
-    fig.set_size_inches(width * len(panels), height)
-    fig.subplots_adjust(left=0.55 / (width * len(panels)), right=0.99, bottom=0.45 / height,
-                        top=1 - (0.45 + 0.16 * len(title_lines)) / height, wspace=0.28)
+    line, panels_height = 0.19, 2.6 * n_rows  # inches: a line of title, the panels
+    height = panels_height + 0.15 + line * len(title_lines)
+    fig.set_size_inches(width * n_columns, height)
+    fig.subplots_adjust(left=0.6 / (width * n_columns), right=0.99, bottom=0.5 / height,
+                        top=1 - (0.2 + line * len(title_lines)) / height, wspace=0.2, hspace=0.55)
     return fig
 
 # %% ../nbs/02b_monitor.ipynb #78679606
@@ -421,15 +429,23 @@ class LossMonitor(Callback):
         self.image = image_widget()
         self.status = w.HTML()
         self.stop_button = w.Button(description="stop training", button_style="danger", icon="stop",
-                                    tooltip="end training after the current step (its callbacks still finish)")
+                                    tooltip="end training after the current step (its callbacks still finish)",
+                                    layout=w.Layout(width="auto"))
         self.stop_button.on_click(self._request_stop)
         self.widget = w.VBox([self.image, self.status, self.stop_button])
         self.run, self.stop_requested, self.levels, self.handle, self.n_draws = None, False, [], None, 0
+        self.in_step = False  # True while on_step runs: a click handled then stops after this very step
         self.diagnosis = diagnose([], window, **thresholds)
 
     def _request_stop(self, button=None):
+        "The button's callback: ask the run to stop, and say at once after which step it will."
         self.stop_requested = True
-        self.stop_button.description, self.stop_button.disabled = "stopping…", True
+        if self.run is not None:
+            last = self.run.step if self.in_step else self.run.step + 1
+            self.stop_button.description = f"stopping after step {last}…"
+        else:
+            self.stop_button.description = "stopping…"
+        self.stop_button.disabled = True
 
     def on_start(
         self,
@@ -446,13 +462,18 @@ class LossMonitor(Callback):
         run,  # the Run
         logs,  # this step's numbers (the diagnosis reads run.history, which holds them)
     ):
+        self.in_step = True
+        try:
+            handle_widget_events()  # a click on stop during this cell's own fit is handled here
+        finally:
+            self.in_step = False
         self.diagnosis = diagnose(run.history, self.window, **self.thresholds)
         self.levels.append(self.diagnosis[0])
         self.status.value = self.status_html(run)
+        if self.stop_requested and not run.stop:
+            run.stop, run.stop_reason = True, f"{STOP_REASON} at step {run.step} of {run.n_steps}"
         if run.step % self.every == 0:
             self.draw(run)
-        if self.stop_requested and not run.stop:
-            run.stop, run.stop_reason = True, STOP_REASON
 
     def status_html(
         self,
@@ -474,8 +495,10 @@ class LossMonitor(Callback):
         run=None,  # the Run (default: the one monitored; without one, empty curves)
     ):  # a matplotlib Figure
         "The current figure of the run (the static rendering of the widget)."
-        history = (run or self.run).history if (run or self.run) is not None else []
-        return figure(history, self.smoothing, self.span, self.window, self.diagnosis)
+        run = run or self.run
+        history = run.history if run is not None else []
+        stopped = run.stop_reason if run is not None and run.stop else ""
+        return figure(history, self.smoothing, self.span, self.window, self.diagnosis, stopped=stopped)
 
     def draw(
         self,
@@ -493,16 +516,18 @@ class LossMonitor(Callback):
     ):
         self.diagnosis = diagnose(run.history, self.window, **self.thresholds)
         png = self.draw(run)
-        self.status.value = self.status_html(run) + (f"<br><i>{run.stop_reason}</i>" if run.stop_reason else "")
+        ended = run.stop_reason if run.stop else f"ended after step {run.step} of {run.n_steps}"
+        self.status.value = self.status_html(run) + f"<br><b>{ended}</b>"
         self.stop_button.description, self.stop_button.disabled = "training ended", True
+        self.stop_button.tooltip = ended
         if run.run_dir is not None:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             (run.run_dir / "monitor.png").write_bytes(png)
             (run.run_dir / "monitor.txt").write_text(summary(run.history, self.window, self.smoothing, self.span,
                                                              self.levels, run.stop_reason, **self.thresholds))
-        if self.show and self.handle is not None:
-            from IPython.display import Image
-            self.handle.update(Image(png))  # the widget's place now holds the final curves, as a plain PNG
+        if self.show and self.handle is not None:  # the same one output, now with the final curves as its PNG
+            data, metadata = view_bundle(self.widget, png)
+            self.handle.update(data, metadata=metadata, raw=True)
 
 # %% ../nbs/02b_monitor.ipynb #587b181e
 def in_background(

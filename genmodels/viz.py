@@ -5,13 +5,18 @@
 # %% ../nbs/00c_viz.ipynb #ac855d71
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import numbers
 import struct
+import threading
+import time
 
 # %% auto #0
-__all__ = ['figure_png', 'png_size', 'set_png', 'image_widget', 'view_bundle', 'show_view', 'FigureViewer']
+__all__ = ['figure_png', 'png_size', 'set_png', 'image_widget', 'view_bundle', 'show_view', 'handle_widget_events',
+           'FigureViewer']
 
 # %% ../nbs/00c_viz.ipynb #3c3f9dc9
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -93,6 +98,81 @@ def show_view(
         return None
     data, metadata = view_bundle(widget, png)
     return display(data, metadata=metadata, raw=True, display_id=True if display_id else None)
+
+# %% ../nbs/00c_viz.ipynb #9c2f6973
+_WIDGET_MESSAGES = ("comm_open", "comm_msg", "comm_close")
+
+
+class _ShellInbox:
+    "The main shell's incoming messages of one kernel: widget messages handled now, the rest held for after the cell."
+    def __init__(self, kernel):
+        self.kernel, self.held, self.last = kernel, [], 0.0
+        thread = getattr(kernel, "shell_channel_thread", None)
+        manager = getattr(thread, "manager", None)
+        pair = getattr(manager, "_shell_channel_to_main", None)
+        if pair is not None and hasattr(kernel, "shell_main"):  # ipykernel 7: a shell-channel thread hands over
+            self.socket = pair.to_socket
+            self.replay = lambda raw: asyncio.ensure_future(kernel.shell_main(None, raw))
+        elif getattr(kernel, "shell_stream", None) is not None and hasattr(kernel, "schedule_dispatch"):  # ipykernel 6
+            self.socket = kernel.shell_stream.socket
+            self.replay = lambda raw: kernel.schedule_dispatch(kernel.dispatch_shell, raw)
+        else:
+            self.socket = None
+        self.registered = False
+
+    def poll(self) -> int:
+        "Handle the widget messages waiting now; hold the others. Returns how many widget messages were handled."
+        import zmq
+        handled, session = 0, self.kernel.session
+        while self.socket is not None and self.socket.poll(0, zmq.POLLIN):
+            raw = self.socket.recv_multipart(copy=False)
+            _, frames = session.feed_identities(raw, copy=False)
+            header = json.loads(frames[1].bytes)  # a peek: the message is checked when it is handled
+            if header.get("msg_type") not in _WIDGET_MESSAGES:
+                self.held.append(raw)
+                self._after_cell()
+                continue
+            idents, frames = session.feed_identities(raw, copy=False)
+            message = session.deserialize(frames, content=True, copy=False)
+            handler = self.kernel.shell_handlers.get(header["msg_type"])
+            if handler is not None:
+                handler(None, idents, message)  # a widget's callback runs here, in the running cell
+                handled += 1
+        return handled
+
+    def _after_cell(self):
+        if not self.registered:
+            self.kernel.shell.events.register("post_run_cell", self._hand_back)
+            self.registered = True
+
+    def _hand_back(self, *args):
+        "At the end of the cell: give the held messages back to the kernel, oldest first."
+        self.kernel.shell.events.unregister("post_run_cell", self._hand_back)
+        self.registered = False
+        held, self.held = self.held, []
+        for raw in held:
+            self.replay(raw)
+
+
+_INBOXES = {}
+
+
+def handle_widget_events(
+    interval: float = 0.1,  # look at the kernel's channel at most this often (seconds)
+) -> int:  # widget messages handled (0 without a kernel, or when nothing waits)
+    "Handle the widget events (clicks, slider moves) that reached the kernel while this cell runs."
+    from IPython import get_ipython
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None or getattr(kernel, "session", None) is None or threading.current_thread() is not threading.main_thread():
+        return 0
+    inbox = _INBOXES.get(id(kernel))
+    if inbox is None:
+        inbox = _INBOXES[id(kernel)] = _ShellInbox(kernel)
+    now = time.monotonic()
+    if now - inbox.last < interval:
+        return 0
+    inbox.last = now
+    return inbox.poll()
 
 # %% ../nbs/00c_viz.ipynb #96a5d6bc
 class FigureViewer:

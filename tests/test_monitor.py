@@ -86,8 +86,9 @@ def test_stop_button_stops_fit(tmp_path):
     monitor = LossMonitor(show=False)
     step, state = _replay(synthetic_history("balanced", 200))
     run = fit(step, state, _data(), 200, [_ClickAt(monitor.stop_button, 12), monitor], run_dir=tmp_path, progress=False)
-    assert (run.step, run.stop, run.stop_reason) == (13, True, STOP_REASON)
-    assert "stopped: stopped from the monitor" in (tmp_path / "monitor.txt").read_text()
+    assert (run.step, run.stop, run.stop_reason) == (13, True, f"{STOP_REASON} at step 13 of 200")
+    assert "stopped: stopped from the monitor at step 13 of 200" in (tmp_path / "monitor.txt").read_text()
+    assert monitor.stop_button.description == "training ended" and "at step 13 of 200" in monitor.status.value
     # a click before the run has started does not stop the next run: on_start clears it
     monitor.stop_button.disabled = False
     monitor.stop_button.click()
@@ -104,7 +105,8 @@ def test_stop_button_from_another_thread():
     monitor.stop_button.click()
     thread.join(60)
     assert not thread.is_alive() and thread.error is None
-    assert thread.result.stop_reason == STOP_REASON and thread.result.step < 100_000
+    run = thread.result
+    assert run.step < 100_000 and run.stop_reason == f"{STOP_REASON} at step {run.step} of 100000"
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # re-raised on purpose: JupyterLab shows it
