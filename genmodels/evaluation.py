@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 
 from .fom import FOM_MODES, angles_from_fom, colour_wheel, fom_from_angles
 from .tiler import sliding_window  # used on a whole section below; `genmodels.evaluation.sliding_window` still works
-from .viz import FigureViewer, image_widget
+from .viz import FigureViewer, busy_label, image_widget
 
 # %% auto #0
 __all__ = ['DEFAULT_MIN_FLATNESS', 'CHANCE_DIRECTION_ERROR', 'METRIC_LABELS', 'direction_difference', 'direction_error_map',
@@ -384,28 +385,29 @@ class PairViewer(FigureViewer):
             self.errors = fom_errors(pred, self.target, self.mask, mode, min_flatness)
             self.error_maps = direction_error_map(pred, self.target, self.mask, mode, min_flatness)  # [N, t, t] degrees
         self.n_pages = -(-n // self.per_page)
-        self.page = w.IntSlider(value=0, min=0, max=self.n_pages - 1, description="page")
+        # pages count from 1 on the slider, in the status line and in the figure's title alike
+        self.page = w.IntSlider(value=1, min=1, max=self.n_pages, description="page", disabled=self.n_pages == 1)
         self.previous, self.next = w.Button(description="◀ previous"), w.Button(description="next ▶")
-        self.previous.on_click(lambda _: setattr(self.page, "value", max(self.page.value - 1, 0)))
-        self.next.on_click(lambda _: setattr(self.page, "value", min(self.page.value + 1, self.n_pages - 1)))
+        self.previous.on_click(lambda _: setattr(self.page, "value", max(self.page.value - 1, 1)))
+        self.next.on_click(lambda _: setattr(self.page, "value", min(self.page.value + 1, self.n_pages)))
         self.status = w.HTML()
-        self.image = image_widget()
+        self.image, self.busy = image_widget(), busy_label()
         self.page.observe(lambda change: self.draw(), names="value")
-        self.widget = w.VBox([w.HBox([self.previous, self.page, self.next, self.status]), self.image])
+        self.widget = w.VBox([w.HBox([self.previous, self.page, self.next, self.status, self.busy]), self.image])
         self.draw()
 
     def figure(
         self,
-        page: int | None = None,  # which page (default: the widget's)
+        page: int | None = None,  # which page, counted from 0 (default: the widget's, whose slider counts from 1)
     ):  # a matplotlib Figure
         "One page as a matplotlib figure: the static rendering for headless runs and reports."
         import matplotlib.pyplot as plt
-        page = int(np.clip(self.page.value if page is None else page, 0, self.n_pages - 1))
+        page = int(np.clip(self.page.value - 1 if page is None else page, 0, self.n_pages - 1))
         rows = list(range(page * self.per_page, min(len(self.transmittance), (page + 1) * self.per_page)))
         has_target = self.target is not None
         titles = ["transmittance", "prediction"] + (["target", "direction error (°)"] if has_target else [])
         ratios = [1] * len(titles) + ([0.07] if has_target else []) + [0.55]
-        fig = plt.figure(figsize=(1.9 * len(titles) + 1.9, 1.9 * self.per_page + 0.7))
+        fig = plt.figure(figsize=(1.35 * len(titles) + 2.2, 1.35 * self.per_page + 0.8))  # 4 rows: 488 px high at 80 dpi
         grid = fig.add_gridspec(self.per_page, len(ratios), width_ratios=ratios)
         cmap = plt.get_cmap("inferno").with_extremes(bad="0.8")  # grey: no direction judged
         shown = None
@@ -417,7 +419,7 @@ class PairViewer(FigureViewer):
                 i = rows[r]
                 if c == 0:
                     ax.imshow(self.transmittance[i], cmap="gray", vmin=0, vmax=1)
-                    ax.set_ylabel(_tile_label(self.names[i], self.errors, i), fontsize=7)
+                    ax.set_ylabel(_tile_label(self.names[i], self.errors, i), fontsize=9)
                 elif c == 1:
                     ax.imshow(self.prediction[i])
                 elif c == 2:
@@ -425,24 +427,24 @@ class PairViewer(FigureViewer):
                 else:
                     shown = ax.imshow(np.ma.masked_invalid(self.error_maps[i]), cmap=cmap, vmin=0, vmax=90)
                 if r == 0:
-                    ax.set_title(title, fontsize=8)
+                    ax.set_title(title, fontsize=9)
         if shown is not None:
             bar = fig.colorbar(shown, cax=fig.add_subplot(grid[:, len(titles)]))
-            bar.set_label("π-periodic direction error (°); grey: not judged", fontsize=7)
-            bar.set_ticks([0, 15, 30, 45, 60, 75, 90]); bar.ax.tick_params(labelsize=7)
+            bar.set_label("π-periodic direction error (°); grey: not judged", fontsize=9)
+            bar.set_ticks([0, 15, 30, 45, 60, 75, 90]); bar.ax.tick_params(labelsize=9)
         legend = fig.add_subplot(grid[0, -1])
-        legend.imshow(colour_wheel(96, self.mode)); legend.axis("off"); legend.set_title(f"HSV-{self.mode}", fontsize=7)
+        legend.imshow(colour_wheel(96, self.mode)); legend.axis("off"); legend.set_title(f"HSV-{self.mode}", fontsize=9)
         title = f"{len(self.transmittance)} tiles, page {page + 1}/{self.n_pages}"
         if has_target:
             s = summarise(self.errors)
             title += (f" — all tiles: MSE {s['mse'][0]:.0f} ± {s['mse'][1]:.0f}, "
                       f"SSIM {s['ssim'][0]:.2f} ± {s['ssim'][1]:.2f}, "
                       f"direction error {_format(s['direction_error'][0], 'direction_error')}°")
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(textwrap.fill(title, 95), fontsize=10)
         fig.tight_layout()
         return fig
 
     def draw(self):
         "Render the current page into the widget's image."
-        self.status.value = f"page {self.page.value + 1} of {self.n_pages}"
+        self.status.value = f"page {self.page.value} of {self.n_pages}"
         self.render()

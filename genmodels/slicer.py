@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .mri import MODALITIES, PLANES
-from .viz import FigureViewer, image_widget
+from .viz import FigureViewer, busy_label, image_widget
 
 # %% auto #0
 __all__ = ['LABELS', 'plane', 'as_volumes', 'check_segmentation', 'check_crosshair', 'display_window', 'slicer_figure',
@@ -183,13 +183,13 @@ def slicer_figure(
             up, down, left, right = _EDGES[axis]
             for text, xy, ha, va in ((up, (0.5, 0.98), "center", "top"), (down, (0.5, 0.02), "center", "bottom"),
                                      (left, (0.02, 0.5), "left", "center"), (right, (0.98, 0.5), "right", "center")):
-                ax.text(*xy, text, transform=ax.transAxes, ha=ha, va=va, color="orange", fontsize=8, fontweight="bold")
-            ax.set_title(f"{kind} · {PLANES[axis]} {'xyz'[axis]}={index}", fontsize=9)
+                ax.text(*xy, text, transform=ax.transAxes, ha=ha, va=va, color="orange", fontsize=9, fontweight="bold")
+            ax.set_title(f"{kind} · {PLANES[axis]} {'xyz'[axis]}={index}", fontsize=10)
             ax.set_xticks([]); ax.set_yticks([])
     if segmentation is not None:
         handles = [Patch(color=colour, label=f"{label} {name}") for label, (name, colour) in LABELS.items()]
-        fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False,
-                   title=None if overlay_alpha > 0 else "(overlay hidden)", title_fontsize=8)
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False,
+                   title=None if overlay_alpha > 0 else "(overlay hidden)", title_fontsize=9)
     fig.suptitle(f"{title + ' · ' if title else ''}crosshair (x, y, z) = {crosshair}", fontsize=10)
     return fig
 
@@ -277,13 +277,25 @@ class VolumeSlicer(FigureViewer):
         self.show_overlay = w.Checkbox(value=has_seg, description="segmentation", disabled=not has_seg)
         self.opacity = w.FloatSlider(value=overlay_alpha, min=0, max=1, step=0.05, description="opacity",
                                      disabled=not has_seg, continuous_update=False)
-        self.image = image_widget()
+        if not has_seg:
+            self.show_overlay.tooltip = self.opacity.tooltip = "no segmentation was given"
+        self.image, self.busy = image_widget(), busy_label()
         self._hold = False
+        self.show_overlay.observe(lambda change: self._enable_opacity(), names="value")
+        self._enable_opacity()
         for control in (*self.sliders, self.modality, self.show_overlay, self.opacity):
             control.observe(lambda change: self.draw(), names="value")
         self.widget = w.VBox([w.HBox(self.sliders[:2]), w.HBox([self.sliders[2], self.modality]),
-                              w.HBox([self.show_overlay, self.opacity]), self.image])
+                              w.HBox([self.show_overlay, self.opacity, self.busy]), self.image])
         self.draw()
+
+    def _enable_opacity(self):
+        "The opacity slider acts only while the overlay is shown: otherwise it is disabled, and says why."
+        if self.segmentation is None:
+            return
+        self.opacity.disabled = not self.show_overlay.value
+        self.opacity.tooltip = ("opacity of the segmentation overlay" if self.show_overlay.value
+                                else "turn on 'segmentation' to show the overlay and set its opacity")
 
     def _check_modality(self, name):
         "The modality name, or a ValueError listing the known ones."

@@ -15,7 +15,7 @@ from .fom import D4, MAP_NAMES, Section, colour_wheel, tissue_mask
 from .fom import transform_direction, transform_fom, transform_map
 from .readers import LazyMap
 from .synthetic import TEXTURE_CONTRAST, synthetic_section
-from .viz import FigureViewer, image_widget
+from .viz import FigureViewer, busy_label, image_widget
 
 # %% auto #0
 __all__ = ['SPLITS', 'WINDOW_WEIGHTS', 'TileBatch', 'read_manifest', 'FOMTiler', 'extra_tiles', 'TileDataset', 'TileConfig',
@@ -647,8 +647,8 @@ def tile_page_figure(
     tiler: FOMTiler,  # the tiler the batch came from
     batch: TileBatch,  # accepted tiles, with some rejected ones in batch.rejected
     page: int = 0,  # which page
-    per_page: int = 6,  # rows per page: one accepted and one rejected pair per row
-):  # a matplotlib Figure
+    per_page: int = 4,  # rows per page: one accepted and one rejected pair per row
+):  # a matplotlib Figure (11 × 1.3·per_page + 0.7 inches: 880 × 472 pixels at 80 dpi for 4 rows)
     "One page of the tile browser: accepted | rejected pairs, the section overview and the legend."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -658,7 +658,7 @@ def tile_page_figure(
     rej = batch.rejected[page * per_page:(page + 1) * per_page]
     has_fom = "fom" in tiler.maps
     manifest = batch.manifest
-    fig = plt.figure(figsize=(11, 1.7 * per_page + 0.6))
+    fig = plt.figure(figsize=(11, 1.3 * per_page + 0.7))
     grid = fig.add_gridspec(per_page, 6, width_ratios=[1, 1, 0.15, 1, 1, 4])
     for row in range(per_page):
         for col, (kind, index) in enumerate([("acc", acc[row] if row < len(acc) else None),
@@ -678,10 +678,10 @@ def tile_page_figure(
                 ax.imshow(tile, cmap="gray", vmin=0, vmax=1) if name == "transmittance" else ax.imshow(tile)
                 if c == 0:
                     ax.set_ylabel(f"({info['x']}, {info['y']})\ntissue {info['tissue_fraction']:.2f}"
-                                  + (f"\n{info['reason']}" if kind == "rej" else ""), fontsize=7)
+                                  + (f"\n{info['reason']}" if kind == "rej" else ""), fontsize=9)
                 if row == 0:
                     ax.set_title(("accepted " if kind == "acc" else "rejected ") + ("T" if c == 0 else "FOM"),
-                                 fontsize=8)
+                                 fontsize=9)
     # overview of the first shown tile's section, with every shown tile marked
     sec = manifest[acc[0]]["section_index"] if acc else (rej[0]["section_index"] if rej else 0)
     section = tiler.sections[sec]
@@ -692,7 +692,7 @@ def tile_page_figure(
         if info["section_index"] == sec:
             ax.add_patch(Rectangle((info["x"] / step, info["y"] / step), tiler.tile_size / step, tiler.tile_size / step,
                                    fill=False, edgecolor=colour, linewidth=1.2))
-    ax.set_title(f"{section.name}: accepted (green), rejected (red)", fontsize=9); ax.set_xticks([]); ax.set_yticks([])
+    ax.set_title(f"{section.name}: accepted (green), rejected (red)", fontsize=10); ax.set_xticks([]); ax.set_yticks([])
     legend = ax.inset_axes([0.78, 0.0, 0.22, 0.22])
     legend.imshow(colour_wheel(96, tiler.fom_mode)); legend.axis("off")
     s = batch.stats
@@ -700,7 +700,7 @@ def tile_page_figure(
                  f"min tissue {tiler.min_tissue}: "
                  f"{s['accepted']} accepted, {s['rejected_tissue']} rejected for tissue, "
                  f"{s['rejected_median']} by medians — "
-                 f"page {page + 1}/{n_pages}", fontsize=9)
+                 f"page {page + 1}/{n_pages}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -714,7 +714,7 @@ class TileBrowser(FigureViewer):
         min_tissue: float = 0.5,  # initial tissue-fraction threshold
         n: int = 48,  # tiles sampled per setting
         split: str = "train",  # which split to browse
-        per_page: int = 6,  # rows per page
+        per_page: int = 4,  # rows per page (4 fit a 1280 × 800 screen with the controls)
         seed: int = 0,  # the tiler's seed
         **tiler_kwargs,  # passed on to FOMTiler
     ):
@@ -733,15 +733,15 @@ class TileBrowser(FigureViewer):
         self.fom_min = w.IntSlider(value=30, min=0, max=255, description="median FOM ≥", style=style)
         self.trans_max = w.FloatSlider(value=0.8, min=0, max=1, step=0.05, description="median T ≤", style=style)
         self.split = w.Dropdown(options=list(SPLITS), value=split, description="split")
-        self.page = w.IntSlider(value=0, min=0, max=0, description="page")
+        self.page = w.IntSlider(value=1, min=1, max=1, description="page")  # counts from 1, as the title does
         self.status = w.HTML()
-        self.image = image_widget()
+        self.image, self.busy = image_widget(), busy_label()
         for control in (self.tile_size, self.min_tissue, self.use_medians, self.fom_min, self.trans_max, self.split):
             control.observe(lambda change: self.resample(), names="value")
         self.page.observe(lambda change: self.draw(), names="value")
         self.widget = w.VBox([w.HBox([self.tile_size, self.min_tissue, self.split]),
                               w.HBox([self.use_medians, self.fom_min, self.trans_max]),
-                              w.HBox([self.page, self.status]), self.image])
+                              w.HBox([self.page, self.status, self.busy]), self.image])
         self.resample()
 
     def resample(self):
@@ -755,7 +755,11 @@ class TileBrowser(FigureViewer):
         except (RuntimeError, ValueError) as e:
             self.error = str(e)
         n_pages = 1 if self.error else max(1, -(-max(len(self.batch), len(self.batch.rejected)) // self.per_page))
-        self.page.max, self.page.value = n_pages - 1, min(self.page.value, n_pages - 1)
+        with self.page.hold_trait_notifications():  # one redraw, below
+            self.page.max = n_pages
+            self.page.value = min(self.page.value, n_pages)
+        self.page.disabled = n_pages == 1
+        self.page.tooltip = "one page holds every sampled tile" if n_pages == 1 else f"{n_pages} pages"
         self.draw()
 
     def draw(self):
@@ -770,4 +774,4 @@ class TileBrowser(FigureViewer):
 
     def figure(self):  # a matplotlib Figure of the current page
         "The current page as a matplotlib figure: the static rendering for headless runs and reports."
-        return tile_page_figure(self.tiler, self.batch, self.page.value, self.per_page)
+        return tile_page_figure(self.tiler, self.batch, self.page.value - 1, self.per_page)

@@ -15,8 +15,8 @@ import threading
 import time
 
 # %% auto #0
-__all__ = ['figure_png', 'png_size', 'set_png', 'image_widget', 'view_bundle', 'show_view', 'handle_widget_events',
-           'FigureViewer']
+__all__ = ['figure_png', 'png_size', 'set_png', 'image_widget', 'view_bundle', 'show_view', 'handle_widget_events', 'busy_label',
+           'small_text', 'FigureViewer']
 
 # %% ../nbs/00c_viz.ipynb #3c3f9dc9
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -175,9 +175,28 @@ def handle_widget_events(
     return inbox.poll()
 
 # %% ../nbs/00c_viz.ipynb #96a5d6bc
+def busy_label():  # an ipywidgets.HTML, empty until a slow redraw
+    "The place where a viewer says that it is drawing."
+    import ipywidgets as w
+    return w.HTML(value="", layout=w.Layout(min_width="6em"))
+
+
+def small_text(
+    fig,  # a matplotlib Figure
+    dpi: float = 80,  # the resolution it is shown at
+    min_pixels: float = 10,  # the smallest legible height of text on a screen
+) -> list[str]:  # "text (size px)" of every visible, non-empty text below min_pixels
+    "The texts of a figure that would be shown smaller than `min_pixels`."
+    from matplotlib.text import Text
+    fig.draw_without_rendering()  # tick labels exist only once the figure is laid out
+    return [f"{t.get_text()!r} ({t.get_fontsize() * dpi / 72:.1f} px)" for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() * dpi / 72 < min_pixels]
+
+
 class FigureViewer:
     "What the kit's viewers share: `figure()` drawn as PNG into `self.image`, and `show()` of `self.widget` with it."
     dpi: float = 80  # resolution of the PNG; a viewer may set its own
+    busy_after: float = 0.5  # seconds a redraw takes before `self.busy` (if the viewer has one) says "drawing…"
 
     def figure(self):
         "The current view as a matplotlib figure: the static rendering (each viewer draws its own)."
@@ -185,8 +204,19 @@ class FigureViewer:
 
     def render(self) -> bytes:  # the PNG of the current view
         "Draw the current view into the image widget; returns the PNG."
-        png = figure_png(self.figure(), self.dpi)
-        set_png(self.image, png)
+        busy = getattr(self, "busy", None)
+        timer = None
+        if busy is not None:
+            timer = threading.Timer(self.busy_after, lambda: setattr(busy, "value", "<i>drawing…</i>"))
+            timer.daemon = True
+            timer.start()
+        try:
+            png = figure_png(self.figure(), self.dpi)
+            set_png(self.image, png)
+        finally:
+            if timer is not None:
+                timer.cancel()
+                busy.value = ""
         return png
 
     def show(self):  # None: the view is displayed, not returned

@@ -181,10 +181,10 @@ def test_pair_viewer_without_target():
     assert viewer.errors is None and viewer.n_pages == 3
     first = viewer.image.value
     assert first[:4] == b"\x89PNG"
-    viewer.page.value = 2
-    assert viewer.image.value != first
+    viewer.page.value = 3  # pages count from 1, as the title says
+    assert viewer.image.value != first and "page 3/3" in viewer.figure()._suptitle.get_text()
     viewer.next.click()  # already on the last page
-    assert viewer.page.value == 2
+    assert viewer.page.value == 3
     fig = viewer.figure(0)
     assert len([ax for ax in fig.axes if ax.images]) == 2 * 2 + 1  # two columns, two rows, the legend
     import matplotlib.pyplot as plt
