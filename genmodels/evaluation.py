@@ -402,12 +402,13 @@ class PairViewer(FigureViewer):
     ):  # a matplotlib Figure
         "One page as a matplotlib figure: the static rendering for headless runs and reports."
         import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # not pyplot: a page drawn for the widget never shows up again by itself
         page = int(np.clip(self.page.value - 1 if page is None else page, 0, self.n_pages - 1))
         rows = list(range(page * self.per_page, min(len(self.transmittance), (page + 1) * self.per_page)))
         has_target = self.target is not None
         titles = ["transmittance", "prediction"] + (["target", "direction error (°)"] if has_target else [])
         ratios = [1] * len(titles) + ([0.07] if has_target else []) + [0.55]
-        fig = plt.figure(figsize=(1.35 * len(titles) + 2.2, 1.35 * self.per_page + 0.8))  # 4 rows: 488 px high at 80 dpi
+        fig = Figure(figsize=(1.35 * len(titles) + 2.2, 1.35 * self.per_page + 0.8))  # 4 rows: 488 px high at 80 dpi
         grid = fig.add_gridspec(self.per_page, len(ratios), width_ratios=ratios)
         cmap = plt.get_cmap("inferno").with_extremes(bad="0.8")  # grey: no direction judged
         shown = None

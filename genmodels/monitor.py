@@ -430,7 +430,7 @@ class LossMonitor(Callback):
         self.status = w.HTML()
         self.stop_button = w.Button(description="stop training", button_style="danger", icon="stop",
                                     tooltip="end training after the current step (its callbacks still finish)",
-                                    layout=w.Layout(width="auto"))
+                                    layout=w.Layout(width="max-content"))
         self.stop_button.on_click(self._request_stop)
         self.widget = w.VBox([self.image, self.status, self.stop_button])
         self.run, self.stop_requested, self.levels, self.handle, self.n_draws = None, False, [], None, 0

@@ -650,7 +650,7 @@ def tile_page_figure(
     per_page: int = 4,  # rows per page: one accepted and one rejected pair per row
 ):  # a matplotlib Figure (11 × 1.3·per_page + 0.7 inches: 880 × 472 pixels at 80 dpi for 4 rows)
     "One page of the tile browser: accepted | rejected pairs, the section overview and the legend."
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a page drawn for the widget never shows up again by itself
     from matplotlib.patches import Rectangle
     n_pages = max(1, -(-max(len(batch), len(batch.rejected)) // per_page))
     page = int(np.clip(page, 0, n_pages - 1))
@@ -658,7 +658,7 @@ def tile_page_figure(
     rej = batch.rejected[page * per_page:(page + 1) * per_page]
     has_fom = "fom" in tiler.maps
     manifest = batch.manifest
-    fig = plt.figure(figsize=(11, 1.3 * per_page + 0.7))
+    fig = Figure(figsize=(11, 1.3 * per_page + 0.7))
     grid = fig.add_gridspec(per_page, 6, width_ratios=[1, 1, 0.15, 1, 1, 4])
     for row in range(per_page):
         for col, (kind, index) in enumerate([("acc", acc[row] if row < len(acc) else None),
