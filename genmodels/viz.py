@@ -116,7 +116,10 @@ class _ShellInbox:
         elif getattr(kernel, "shell_stream", None) is not None and hasattr(kernel, "schedule_dispatch"):  # ipykernel 6
             self.socket = kernel.shell_stream.socket
             self.replay = lambda raw: kernel.schedule_dispatch(kernel.dispatch_shell, raw)
-        else:
+        elif getattr(kernel, "shell_stream", None) is not None and hasattr(kernel, "shell_main"):  # 7, no subshells
+            self.socket = kernel.shell_stream.socket
+            self.replay = lambda raw: asyncio.ensure_future(kernel.shell_main(None, raw))
+        else:  # a kernel of another make: clicks wait for the end of the cell, as they always did
             self.socket = None
         self.registered = False
 

@@ -1,7 +1,8 @@
 """The widgets in real JupyterLab, in headless Chromium, in a 1280 × 800 window, as a student uses them.
 
 - `02b_monitor`: Run All, then press *stop training* while the notebook's own long fit runs: the fit ends
-  early with the monitor's stop reason, and the cells after it still run.
+  early with the monitor's stop reason, the cells after it still run, and the monitor's widget stays, once,
+  fitting the window.
 - `01c_tiler` and `04a_slicer`: move one control of the TileBrowser (the page slider, by keyboard) and of
   the VolumeSlicer (the modality dropdown): the image changes; the widget is shown once (one output holds
   its view, and no static copy of it is rendered beside it); it fits the window, and its image is shown at
@@ -156,6 +157,8 @@ def test_stop_during_the_notebooks_own_fit(chromium, jupyterlab):  # noqa: F811
         assert stopped < total == 2000, text
         assert f"stopped from the monitor at step {stopped} of {total}" in cell.locator(".widget-html-content").last.inner_text()
         print(f"02b_monitor: {text.strip()}")
+        _, problems = _check_view(page, notebook, index, cell, "LossMonitor")  # its widget stays, once, and fits
+        assert not problems, "\n".join(problems)
     finally:
         _shot(page, "02b_monitor-stop")
 
