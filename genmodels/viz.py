@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import io
 import json
 import numbers
@@ -106,22 +107,20 @@ _WIDGET_MESSAGES = ("comm_open", "comm_msg", "comm_close")
 class _ShellInbox:
     "The main shell's incoming messages of one kernel: widget messages handled now, the rest held for after the cell."
     def __init__(self, kernel):
-        self.kernel, self.held, self.last = kernel, [], 0.0
+        self.kernel, self.held, self.last, self.registered = kernel, [], 0.0, False
         thread = getattr(kernel, "shell_channel_thread", None)
-        manager = getattr(thread, "manager", None)
-        pair = getattr(manager, "_shell_channel_to_main", None)
-        if pair is not None and hasattr(kernel, "shell_main"):  # ipykernel 7: a shell-channel thread hands over
-            self.socket = pair.to_socket
-            self.replay = lambda raw: asyncio.ensure_future(kernel.shell_main(None, raw))
-        elif getattr(kernel, "shell_stream", None) is not None and hasattr(kernel, "schedule_dispatch"):  # ipykernel 6
-            self.socket = kernel.shell_stream.socket
-            self.replay = lambda raw: kernel.schedule_dispatch(kernel.dispatch_shell, raw)
-        elif getattr(kernel, "shell_stream", None) is not None and hasattr(kernel, "shell_main"):  # 7, no subshells
-            self.socket = kernel.shell_stream.socket
-            self.replay = lambda raw: asyncio.ensure_future(kernel.shell_main(None, raw))
-        else:  # a kernel of another make: clicks wait for the end of the cell, as they always did
-            self.socket = None
-        self.registered = False
+        pair = getattr(getattr(thread, "manager", None), "_shell_channel_to_main", None)
+        # ipykernel 7 hands the main shell's messages over an in-process socket; ipykernel 6 (and 7 without
+        # subshells) reads them from the shell socket itself
+        stream = getattr(pair, "to_stream", None) if pair is not None else getattr(kernel, "shell_stream", None)
+        self.stream = stream if callable(getattr(stream, "_recv_callback", None)) else None
+        self.socket = self.stream.socket if self.stream is not None else None  # None: a kernel of another make
+
+    def replay(self, raw):
+        "Hand a held message to the kernel exactly as its own stream would have: same path, same order."
+        result = self.stream._recv_callback(raw)
+        if inspect.isawaitable(result):
+            asyncio.ensure_future(result)
 
     def poll(self) -> int:
         "Handle the widget messages waiting now; hold the others. Returns how many widget messages were handled."

@@ -79,3 +79,35 @@ def test_stop_click_during_the_cells_own_fit(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+FIT = '''
+import time
+from genmodels.core import fit
+from genmodels.monitor import LossMonitor
+def step(state, batch):
+    time.sleep(0.002)
+    return {"loss_G": 0.7, "loss_D": 1.3}
+def data():
+    while True:
+        yield {}
+run = fit(step, {}, data(), 300, [LossMonitor(every=100)], progress=False)
+'''
+
+
+def test_queued_cells_run_in_their_order():
+    "Run All sends every cell at once: cells held during one fit, and those the kernel had already read, keep their order."
+    from jupyter_client.manager import start_new_kernel
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "MPLBACKEND": "Agg"})
+    cells = [FIT, "x = 1", FIT, "y = x + 1", "z = y + 1", FIT, "print('LAST', x, y, z, flush=True)"]
+    try:
+        ids = [kc.execute(c) for c in cells]
+        messages = _collect(kc, lambda ms: "LAST" in _streams(ms) or any(m["msg_type"] == "error" for m in ms), 180)
+        errors = [m["content"]["evalue"] for m in messages if m["msg_type"] == "error"]
+        assert not errors, errors
+        order = [ids.index(m["parent_header"]["msg_id"]) for m in messages if m["msg_type"] == "execute_input"]
+        assert order == list(range(len(cells))), order
+        assert "LAST 1 2 3" in _streams(messages)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
