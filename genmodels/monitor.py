@@ -414,7 +414,7 @@ class LossMonitor(Callback):
         window: int = 50,  # steps `diagnose` judges together
         smoothing: str = "ema",  # "ema" or "mean", see `smooth`
         span: int = 20,  # steps of the smoothing
-        show: bool = True,  # display the widget at the start and a static PNG at the end
+        show: bool = True,  # display the widget at the start; at the end the same output also holds the final PNG
         dpi: int = 80,  # resolution of the figure
         **thresholds,  # passed on to `diagnose`, e.g. strong_accuracy=0.9
     ):

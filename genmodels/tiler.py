@@ -738,7 +738,8 @@ class TileBrowser(FigureViewer):
         self.image, self.busy = image_widget(), busy_label()
         for control in (self.tile_size, self.min_tissue, self.use_medians, self.fom_min, self.trans_max, self.split):
             control.observe(lambda change: self.resample(), names="value")
-        self.page.observe(lambda change: self.draw(), names="value")
+        self._hold = False  # True while resample() moves the page slider: it draws once itself
+        self.page.observe(lambda change: None if self._hold else self.draw(), names="value")
         self.widget = w.VBox([w.HBox([self.tile_size, self.min_tissue, self.split]),
                               w.HBox([self.use_medians, self.fom_min, self.trans_max]),
                               w.HBox([self.page, self.status, self.busy]), self.image])
@@ -755,9 +756,12 @@ class TileBrowser(FigureViewer):
         except (RuntimeError, ValueError) as e:
             self.error = str(e)
         n_pages = 1 if self.error else max(1, -(-max(len(self.batch), len(self.batch.rejected)) // self.per_page))
-        with self.page.hold_trait_notifications():  # one redraw, below
+        self._hold = True
+        try:
             self.page.max = n_pages
             self.page.value = min(self.page.value, n_pages)
+        finally:
+            self._hold = False
         self.page.disabled = n_pages == 1
         self.page.tooltip = "one page holds every sampled tile" if n_pages == 1 else f"{n_pages} pages"
         self.draw()

@@ -17,7 +17,7 @@ import time
 
 # %% auto #0
 __all__ = ['figure_png', 'png_size', 'set_png', 'image_widget', 'view_bundle', 'show_view', 'handle_widget_events', 'busy_label',
-           'small_text', 'FigureViewer']
+           'FigureViewer', 'small_text']
 
 # %% ../nbs/00c_viz.ipynb #3c3f9dc9
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -128,13 +128,12 @@ class _ShellInbox:
         handled, session = 0, self.kernel.session
         while self.socket is not None and self.socket.poll(0, zmq.POLLIN):
             raw = self.socket.recv_multipart(copy=False)
-            _, frames = session.feed_identities(raw, copy=False)
+            idents, frames = session.feed_identities(raw, copy=False)
             header = json.loads(frames[1].bytes)  # a peek: the message is checked when it is handled
             if header.get("msg_type") not in _WIDGET_MESSAGES:
                 self.held.append(raw)
                 self._after_cell()
                 continue
-            idents, frames = session.feed_identities(raw, copy=False)
             message = session.deserialize(frames, content=True, copy=False)
             handler = self.kernel.shell_handlers.get(header["msg_type"])
             if handler is not None:
@@ -183,18 +182,6 @@ def busy_label():  # an ipywidgets.HTML, empty until a slow redraw
     return w.HTML(value="", layout=w.Layout(min_width="6em"))
 
 
-def small_text(
-    fig,  # a matplotlib Figure
-    dpi: float = 80,  # the resolution it is shown at
-    min_pixels: float = 10,  # the smallest legible height of text on a screen
-) -> list[str]:  # "text (size px)" of every visible, non-empty text below min_pixels
-    "The texts of a figure that would be shown smaller than `min_pixels`."
-    from matplotlib.text import Text
-    fig.draw_without_rendering()  # tick labels exist only once the figure is laid out
-    return [f"{t.get_text()!r} ({t.get_fontsize() * dpi / 72:.1f} px)" for t in fig.findobj(Text)
-            if t.get_visible() and t.get_text().strip() and t.get_fontsize() * dpi / 72 < min_pixels]
-
-
 class FigureViewer:
     "What the kit's viewers share: `figure()` drawn as PNG into `self.image`, and `show()` of `self.widget` with it."
     dpi: float = 80  # resolution of the PNG; a viewer may set its own
@@ -224,3 +211,16 @@ class FigureViewer:
     def show(self):  # None: the view is displayed, not returned
         "Display the live widget with the PNG of its current view, in one output: the view appears once."
         return show_view(self.widget, self.image.value)
+
+# %% ../nbs/00c_viz.ipynb #ead8429d
+def small_text(
+    fig,  # a matplotlib Figure
+    dpi: float = 80,  # the resolution it is shown at
+    min_pixels: float = 10,  # the smallest legible height of text on a screen
+) -> list[str]:  # "text (size px)" of every visible, non-empty text below min_pixels
+    "The texts of a figure that would be shown smaller than `min_pixels`."
+    from matplotlib.text import Text
+    fig.draw_without_rendering()  # tick labels exist only once the figure is laid out
+    return [f"{t.get_text()!r} ({t.get_fontsize() * dpi / 72:.1f} px)" for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() * dpi / 72 < min_pixels]
+
