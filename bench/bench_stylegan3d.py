@@ -1,5 +1,5 @@
 """3D StyleGAN training step on the CPU at 32³ and 64³, batch 4: achieved GFLOP/s against the machine's float32
-matrix-product peak; the memory estimate checked against a measured step; and the estimated memory of 64³ and
+matrix-product peak; the step in channels-last memory against contiguous memory; the memory estimate checked against a measured step; and the estimated memory of 64³ and
 128³ training at batch 4 with and without mixed precision and activation checkpointing.
 
 Each figure is printed last as `name: value unit (ratio R vs reference)`, references measured in this run.
@@ -25,8 +25,8 @@ def batch(size: int) -> dict:
     return {"volume": torch.rand(BATCH, 1, size, size, size, generator=g) * 2 - 1, "labels": torch.eye(6)[[0, 1, 4, 5]]}
 
 
-def step_figures(size: int) -> tuple:  # (seconds per step, FLOP per step)
-    cfg = StyleGAN3DConfig.preset("quick", size=size)
+def step_figures(size: int, channels_last: bool = True) -> tuple:  # (seconds per step, FLOP per step)
+    cfg = StyleGAN3DConfig.preset("quick", size=size, channels_last=channels_last)
     state = make_stylegan_state(cfg, SPEC, device="cpu")
     real = batch(size)
     stylegan_step(state, real)  # warm-up
@@ -67,6 +67,8 @@ def main():
         seconds, flops = step_figures(size)
         results[size] = (seconds, flops)
         print(f"# {size}^3, batch {BATCH}, quick widths: {seconds:.2f} s/step, {flops / 1e9:.1f} GFLOP per step (FlopCounterMode)")
+    contiguous, _ = step_figures(32, channels_last=False)
+    print(f"# 32^3 with contiguous (not channels-last) memory: {contiguous:.2f} s/step")
     size = 64
     memory = measured_step_memory(size)
     estimate = memory_estimate(StyleGAN3DConfig.preset("quick", size=size), 6, BATCH)
@@ -80,6 +82,8 @@ def main():
     for size, (seconds, flops) in results.items():
         print(f"3D StyleGAN training step, {size}^3, batch {BATCH}, quick widths, CPU: {flops / seconds / 1e9:.1f} GFLOP/s "
               f"(ratio {flops / seconds / 1e9 / peak:.2f} vs float32 matmul peak {peak:.1f} GFLOP/s)")
+    print(f"3D StyleGAN training step, 32^3, channels_last_3d memory: {results[32][0]:.2f} s/step "
+          f"(ratio {results[32][0] / contiguous:.2f} vs contiguous memory, {contiguous:.2f} s/step)")
     print(f"3D StyleGAN memory estimate at {size}^3, batch {BATCH}: {estimate['activations_bytes'] / 2**20:.0f} MiB activations "
           f"(ratio {estimate['activations_bytes'] / max(grown, 1):.2f} vs the measured growth of the first step, {grown / 2**20:.0f} MiB)")
     for mixed, ckpt in ((False, False), (True, False), (False, True), (True, True)):

@@ -21,7 +21,7 @@ from .gan import GAN_LOSSES, MinibatchStd
 from .mri import (fit_labels, label_names, encode_labels, label_combinations, load_cases, split_cases,
                            VolumeDataset, load_cohort, shared_grid, save_nifti)
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
-                             r1_penalty, to_uint8, train_model)
+                             r1_penalty, to_channels_last, to_uint8, train_model)
 
 # taught in 04_mri, re-exported for convenience (and by `from genmodels.stylegan3d import *`)
 _all_ = ["fit_labels", "label_names", "encode_labels", "label_combinations", "load_cases", "split_cases",
@@ -293,6 +293,14 @@ class ResidualDown(nn.Module):
         return (y + self.shortcut(self.pool(x, 2))) / math.sqrt(2)
 
 
+def _head(layer: nn.Linear) -> nn.Linear:
+    "Gain-1 initialisation of a score layer (std 1/√fan-in, biases zero): scores start about ±1, not ±10."
+    nn.init.normal_(layer.weight, std=layer.in_features ** -0.5)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 class Discriminator3D(nn.Module):
     "Volume [N, C, S, S, S] and labels [N, L] → one score per volume [N] (projection conditioning)."
     def __init__(
@@ -317,14 +325,16 @@ class Discriminator3D(nn.Module):
         top = channels[-1]
         self.conv = sn(_he(_conv(dims)(top + int(minibatch_std), top, 3, padding=1)))
         self.features = sn(_he(nn.Linear(top * 4 ** dims, top)))
-        self.out = sn(_he(nn.Linear(top, 1)))
-        self.embed = sn(_he(nn.Linear(label_dim, top, bias=False))) if label_dim else None
+        self.out = sn(_head(nn.Linear(top, 1)))
+        self.embed = sn(_head(nn.Linear(label_dim, top, bias=False))) if label_dim else None
+        self.classify = sn(_head(nn.Linear(top, label_dim))) if label_dim else None  # auxiliary label regressor
 
     def forward(
         self,
         x,  # volumes [N, C, S, S, S] about [-1, 1] ([N, C, S, S] when dims=2)
         labels=None,  # label vectors [N, label_dim]; unused when label_dim is 0
-    ):  # scores (logits) [N]: high for real
+        aux: bool = False,  # also return the label vectors D reads from the volumes (the auxiliary classifier)
+    ):  # scores (logits) [N]: high for real; with aux, (scores, labels read [N, label_dim])
         x = F.leaky_relu(self.from_volume(x), 0.2)
         for block in self.blocks:
             x = (activation_checkpoint(block, x, use_reentrant=False) if self.checkpointing and torch.is_grad_enabled()
@@ -334,6 +344,10 @@ class Discriminator3D(nn.Module):
         score = self.out(phi).squeeze(1)
         if self.embed is not None:
             score = score + (self.embed(labels) * phi).sum(1)  # projection: agreement of features and label
+        if aux:
+            if self.classify is None:
+                raise ValueError("aux=True: an unconditional D (label_dim=0) has no labels to read")
+            return score, self.classify(phi)
         return score  # [N]
 
 # %% ../nbs/05_stylegan3d.ipynb #f6a2aeef
@@ -358,8 +372,10 @@ class StyleGAN3DConfig(TrainConfig):
     accumulate: int = 1  # micro-batches per step: gradients of batch_size / accumulate volumes are summed
     ema_halflife: float = 2_500  # volumes after which an old weight counts half in G_ema
     ema_rampup: float | None = 0.05  # the half-life is at most this share of the volumes seen (None: off)
+    aux_weight: float = 0.0  # weight of the auxiliary-classifier term (AC-GAN) beside projection (0: off, the seed's)
     mixing_prob: float = 0.9  # share of generated samples with two styles (style mixing)
     checkpointing: bool = False  # activation checkpointing of G's and D's blocks (less memory, ~30% more time)
+    channels_last: bool = True  # channels_last_3d memory for the convolutions (same values, faster; see bench/)
 
     presets = {
         "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=240, lr_D=4e-4,
@@ -378,6 +394,7 @@ class StyleGAN3DConfig(TrainConfig):
         require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of volumes > 0")
         require_field(self.ema_rampup is None or self.ema_rampup > 0, self, "ema_rampup", "None or a share > 0")
         require_field(0 <= self.mixing_prob <= 1, self, "mixing_prob", "a probability in [0, 1]")
+        require_field(self.aux_weight >= 0, self, "aux_weight", "≥ 0 (0: no auxiliary classifier)")
 
 
 def build_networks(
@@ -529,6 +546,11 @@ def _spread(volumes) -> torch.Tensor:
     return torch.pdist(thumbs, p=1).mean() / thumbs.shape[1]
 
 
+def _label_error(read, labels) -> torch.Tensor:
+    "Squared error of the label vectors D read from volumes, summed over entries, mean over the batch."
+    return (read.float() - labels.float()).pow(2).sum(1).mean()
+
+
 def stylegan_step(
     state: dict,  # a 3D StyleGAN state (make_stylegan_state)
     batch: dict,  # {"volume": [N, 1, S, S, S] in [-1, 1], "labels": [N, L]}
@@ -538,6 +560,8 @@ def stylegan_step(
     loss = LOSSES[cfg.loss]()
     device = next(G.parameters()).device
     real = batch["volume"].to(device, non_blocking=True)  # [N, 1, S, S, S] in [-1, 1]
+    if cfg.channels_last:
+        real = to_channels_last(real)
     labels = batch["labels"].to(device, non_blocking=True)  # [N, L]
     n, parts = len(real), cfg.accumulate
     if n % parts:
@@ -554,8 +578,14 @@ def stylegan_step(
         with autocast:
             with torch.no_grad():
                 fake = G(z_D[k], label_parts[k], mixing_prob=cfg.mixing_prob)
-            ro, fo = D(reals[k], label_parts[k]).float(), D(fake, label_parts[k]).float()
+            if cfg.aux_weight > 0:  # D also learns to read the labels from real volumes (never from generated ones)
+                ro, read = D(reals[k], label_parts[k], aux=True)
+            else:
+                ro = D(reals[k], label_parts[k])
+            ro, fo = ro.float(), D(fake, label_parts[k]).float()
             part = loss.d_loss(ro, fo)
+            if cfg.aux_weight > 0:
+                part = part + cfg.aux_weight * _label_error(read, label_parts[k])
         if cfg.r1_gamma > 0:
             part = part + 0.5 * cfg.r1_gamma * r1_penalty(lambda x: D(x, label_parts[k]), reals[k])
         real_out.append(ro.detach()); fake_out.append(fo.detach()); fakes.append(fake)
@@ -568,7 +598,11 @@ def stylegan_step(
 
     def g_part(k):  # G's loss on micro-batch k
         with autocast:
-            return loss.g_loss(D(G(z_G[k], label_parts[k], mixing_prob=cfg.mixing_prob), label_parts[k]).float())
+            fake = G(z_G[k], label_parts[k], mixing_prob=cfg.mixing_prob)
+            if cfg.aux_weight == 0:
+                return loss.g_loss(D(fake, label_parts[k]).float())
+            score, read = D(fake, label_parts[k], aux=True)  # …and to make D read the labels it was asked for
+            return loss.g_loss(score.float()) + cfg.aux_weight * _label_error(read, label_parts[k])
 
     with frozen(D):
         loss_G, grad_G = optimise(state["opt_G"], g_part, G, accumulate=parts)

@@ -20,8 +20,8 @@ from .core import (Checkpoint, Config, SampleGrid, batches, fit, get_device, new
 
 # %% auto #0
 __all__ = ['LOSSES', 'TrainConfig', 'AdversarialLoss', 'NonSaturating', 'LSGAN', 'Hinge', 'r1_penalty', 'grad_norm', 'optimise',
-           'eval_mode', 'frozen', 'to_uint8', 'ema_beta', 'update_ema', 'advance_ema', 'make_adversarial_state',
-           'train_model']
+           'eval_mode', 'frozen', 'to_uint8', 'ema_beta', 'update_ema', 'advance_ema', 'channels_last_format',
+           'to_channels_last', 'make_adversarial_state', 'train_model']
 
 # %% ../nbs/00a_train.ipynb #22c9fc5a
 @dataclass(frozen=True)
@@ -266,6 +266,25 @@ def advance_ema(
     update_ema(state["G_ema"], state["G"], ema_beta(cfg.ema_halflife, cfg.ema_rampup, cfg.batch_size, images))
     state["steps_done"] += 1
 
+# %% ../nbs/00a_train.ipynb #2f74da01
+def channels_last_format(
+    x: torch.Tensor,  # any tensor
+) -> torch.memory_format:  # channels_last (4D), channels_last_3d (5D), else contiguous_format
+    "The channels-last memory format of a tensor's rank."
+    return {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim(), torch.contiguous_format)
+
+
+def to_channels_last(
+    x,  # a module (its 4D and 5D weights and buffers are converted in place) or a tensor
+):  # the same module, or the tensor in channels-last memory: same values
+    "Weights or a batch in channels-last memory, the convolutions' fast layout (2D and 3D)."
+    if isinstance(x, nn.Module):
+        for t in [*x.parameters(), *x.buffers()]:
+            if t.dim() in (4, 5):
+                t.data = t.data.contiguous(memory_format=channels_last_format(t))
+        return x
+    return x.contiguous(memory_format=channels_last_format(x))
+
 # %% ../nbs/00a_train.ipynb #49573b63
 def make_adversarial_state(
     config: TrainConfig,  # lr_G, lr_D, betas, seed (and channels_last, where the config has it)
@@ -281,7 +300,7 @@ def make_adversarial_state(
     G, D = build()
     G, D = G.to(device), D.to(device)
     if getattr(config, "channels_last", False):
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        G, D = to_channels_last(G), to_channels_last(D)
     state = {"config": config, "G": G, "D": D}
     if ema:
         state["G_ema"] = copy.deepcopy(G).eval().requires_grad_(False)
