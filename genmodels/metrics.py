@@ -370,7 +370,8 @@ def fid_kid(
     seed: int = 0,  # seeds KID's subset draws
     device=None,  # "cpu", "cuda", "cuda:N" or None (a CUDA GPU when there is one; MPS is not used by torch-fidelity)
     batch_size: int = 64,  # tiles per forward pass
-) -> dict:  # fid, kid_mean, kid_std, extractor, layer, n_real, n_fake, kid_subset_size
+    prc: bool = False,  # also precision and recall (Kynkäänniemi et al. 2019, k = 3 neighbours) in the same features
+) -> dict:  # fid, kid_mean, kid_std, extractor, layer, n_real, n_fake, kid_subset_size (and precision, recall)
     "FID and KID of generated against real tiles through torch-fidelity, in memory and offline."
     import torch_fidelity
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
@@ -410,13 +411,16 @@ def fid_kid(
         m = torch_fidelity.calculate_metrics(
             input1=UInt8Images(real_t), input2=UInt8Images(fake_t), fid=True, kid=True,
             feature_extractor=EXTRACTORS.get(extractor, extractor), feature_layer_fid=layer, feature_layer_kid=layer,
-            kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, prc=prc, feature_layer_prc=layer,
             rng_seed=seed, batch_size=batch_size, cuda=cuda, cache=False, verbose=False,
             save_cpu_ram=True,  # no DataLoader worker processes for tiles already in memory
             samples_shuffle=False, **options)
-    return dict(fid=m["frechet_inception_distance"], kid_mean=m["kernel_inception_distance_mean"],
-                kid_std=m["kernel_inception_distance_std"], extractor=extractor, layer=layer, n_real=n_real,
-                n_fake=n_fake, kid_subset_size=kid_subset_size)
+    out = dict(fid=m["frechet_inception_distance"], kid_mean=m["kernel_inception_distance_mean"],
+               kid_std=m["kernel_inception_distance_std"], extractor=extractor, layer=layer, n_real=n_real,
+               n_fake=n_fake, kid_subset_size=kid_subset_size)
+    if prc:  # precision: share of generated tiles inside the real manifold; recall: share of real ones the fakes cover
+        out.update(precision=m["precision"], recall=m["recall"])
+    return out
 
 # %% ../nbs/02a_metrics.ipynb #4a6c6d93
 def _format_pair(

@@ -13,13 +13,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from .core import CheckpointError, load_checkpoint, preserved_global_state, require_field, require_positive
 from .distributed import world_size
-from .gan import GAN_LOSSES, MinibatchStd
+from .gan import GAN_LOSSES
 from .mri import (fit_labels, label_names, encode_labels, label_combinations, load_cases, split_cases,
                            VolumeDataset, load_cohort, shared_grid, save_nifti)
+# the networks' blocks, taught in 02c_stylegan2
+from .stylegan2 import (STYLES, MappingNetwork, NoiseInjection, AdaIN, ModulatedConv, StyleConv,
+                                 SynthesisBlock, StyleGenerator, ResidualDown, ResidualDiscriminator, w_centre)
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_channels_last, to_uint8, train_model)
 
@@ -28,327 +30,22 @@ _all_ = ["fit_labels", "label_names", "encode_labels", "label_combinations", "lo
          "VolumeDataset", "load_cohort", "save_nifti"]
 
 # %% auto #0
-__all__ = ['MappingNetwork', 'NoiseInjection', 'AdaIN', 'StyleConv', 'SynthesisBlock', 'Generator3D', 'w_centre', 'ResidualDown',
-           'Discriminator3D', 'StyleGAN3DConfig', 'build_networks', 'count_parameters', 'memory_estimate',
+__all__ = ['Generator3D', 'Discriminator3D', 'StyleGAN3DConfig', 'build_networks', 'count_parameters', 'memory_estimate',
            'memory_table', 'make_stylegan_state', 'stylegan_step', 'to_uint8_slices', 'sample_slices', 'train_stylegan',
            'generate', 'load_stylegan', 'mix_styles', 'fit_labels', 'label_names', 'encode_labels',
            'label_combinations', 'load_cases', 'split_cases', 'VolumeDataset', 'load_cohort', 'save_nifti']
 
-# %% ../nbs/05_stylegan3d.ipynb #1be43878
-def _conv(dims: int):
-    return {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+# %% ../nbs/05_stylegan3d.ipynb #649b9596
+class Generator3D(StyleGenerator):
+    "02c's StyleGenerator with this model's defaults: volumes (dims=3), one channel, AdaIN styles (the seed's)."
+    def __init__(self, *args, out_channels: int = 1, dims: int = 3, style: str = "adain", **kwargs):
+        super().__init__(*args, out_channels=out_channels, dims=dims, style=style, **kwargs)
 
 
-def _he(layer: nn.Module) -> nn.Module:
-    "He initialisation for LeakyReLU(0.2), biases zero: activations keep their spread through an unnormalised D."
-    nn.init.kaiming_normal_(layer.weight, a=0.2)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
-
-
-def _normalise(x, eps: float = 1e-8):  # [N, K] -> [N, K] with unit mean square per row
-    return x * (x.square().mean(1, keepdim=True) + eps).rsqrt()
-
-
-class MappingNetwork(nn.Module):
-    "z [N, z_dim] and labels [N, L] → w [N, w_dim]: embed the labels, normalise both, concatenate, MLP."
-    def __init__(
-        self,
-        z_dim: int,  # size of the latent vector z
-        label_dim: int,  # size of the label vector (0: unconditional, no embedding)
-        w_dim: int,  # size of the style vector w (and of the label embedding)
-        n_layers: int = 2,  # Linear + LeakyReLU layers of the MLP
-    ):
-        super().__init__()
-        self.embed = nn.Linear(label_dim, w_dim) if label_dim else None
-        layers, width = [], z_dim + (w_dim if label_dim else 0)
-        for _ in range(n_layers):
-            layers += [nn.Linear(width, w_dim), nn.LeakyReLU(0.2)]
-            width = w_dim
-        self.net = nn.Sequential(*layers)
-
-    def forward(
-        self,
-        z,  # latent vectors [N, z_dim]
-        labels=None,  # label vectors [N, label_dim]; unused when label_dim is 0
-    ):  # styles w [N, w_dim]
-        x = _normalise(z)
-        if self.embed is not None:
-            x = torch.cat([x, _normalise(self.embed(labels))], 1)
-        return self.net(x)  # [N, w_dim]
-
-
-class NoiseInjection(nn.Module):
-    "x + strength · noise: one noise value per voxel and sample, one learned strength per channel (zero at first)."
-    def __init__(
-        self,
-        channels: int,  # channels of the features (one learned strength each)
-    ):
-        super().__init__()
-        self.strength = nn.Parameter(torch.zeros(channels))
-
-    def forward(
-        self,
-        x,  # features [N, C, (D,) H, W]
-        noise=None,  # None (the global RNG), a torch.Generator, or a tensor [N, 1, (D,) H, W]
-    ):  # x with the scaled noise added: same shape and dtype
-        if noise is None or isinstance(noise, torch.Generator):
-            shape = (x.shape[0], 1, *x.shape[2:])
-            noise = (torch.randn(shape, device=x.device, dtype=x.dtype) if noise is None else
-                     torch.randn(shape, generator=noise).to(x.device, x.dtype))
-        return x + self.strength.view(1, -1, *[1] * (x.dim() - 2)).to(x.dtype) * noise
-
-
-class AdaIN(nn.Module):
-    "Adaptive instance normalisation: normalise every channel over the volume, then scale and shift by w's style."
-    def __init__(
-        self,
-        channels: int,  # channels of the features (a scale and a shift each)
-        w_dim: int,  # size of the style vector w
-    ):
-        super().__init__()
-        self.style = nn.Linear(w_dim, 2 * channels)
-        nn.init.zeros_(self.style.bias)
-
-    def forward(
-        self,
-        x,  # features [N, C, (D,) H, W]
-        w,  # styles [N, w_dim]
-    ):  # normalised, scaled and shifted features, shaped as x
-        scale, shift = self.style(w).chunk(2, 1)  # [N, C] each
-        shape = (*scale.shape, *[1] * (x.dim() - 2))
-        return F.instance_norm(x) * (1 + scale.view(shape)) + shift.view(shape)
-
-
-class StyleConv(nn.Module):
-    "One synthesis layer: (upsample,) 3×3(×3) convolution, noise, LeakyReLU, AdaIN."
-    def __init__(
-        self,
-        in_channels: int,  # channels of the input
-        out_channels: int,  # channels of the output
-        w_dim: int,  # size of the style vector w
-        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
-        upsample: bool = False,  # double the resolution (trilinear or bilinear) before the convolution
-    ):
-        super().__init__()
-        self.upsample, self.dims = upsample, dims
-        self.conv = _conv(dims)(in_channels, out_channels, 3, padding=1)
-        self.noise = NoiseInjection(out_channels)
-        self.adain = AdaIN(out_channels, w_dim)
-
-    def forward(
-        self,
-        x,  # features [N, C_in, (D,) H, W]
-        w,  # styles [N, w_dim]
-        noise=None,  # None (the global RNG), a torch.Generator, or a tensor [N, 1, (D,) H, W] of the output's size
-    ):  # [N, C_out, (D,) H, W]; twice the size when upsampling
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="trilinear" if self.dims == 3 else "bilinear",
-                              align_corners=False)
-        return self.adain(F.leaky_relu(self.noise(self.conv(x), noise), 0.2), w)
-
-
-class SynthesisBlock(nn.Module):
-    "Double the resolution with two StyleConvs, and add this block's output to the upsampled skip volume."
-    def __init__(
-        self,
-        in_channels: int,  # channels of the input features
-        out_channels: int,  # channels of the output features
-        w_dim: int,  # size of the style vector w
-        out_volume_channels: int = 1,  # channels of the skip volume (the generated volume's)
-        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
-    ):
-        super().__init__()
-        self.dims = dims
-        self.conv1 = StyleConv(in_channels, out_channels, w_dim, dims, upsample=True)
-        self.conv2 = StyleConv(out_channels, out_channels, w_dim, dims)
-        self.to_volume = _conv(dims)(out_channels, out_volume_channels, 1)
-
-    def forward(
-        self,
-        x,  # features [N, C_in, (D,) H, W]
-        skip,  # volume so far [N, out_volume_channels, (D,) H, W]
-        ws,  # styles of the two StyleConvs [N, 2, w_dim]
-        noise=None,  # None (the global RNG), a torch.Generator, or a tensor (see StyleConv)
-    ):  # (features [N, C_out, (2D,) 2H, 2W], skip volume [N, out_volume_channels, (2D,) 2H, 2W])
-        x = self.conv2(self.conv1(x, ws[:, 0], noise), ws[:, 1], noise)  # [N, C_out, 2s…]
-        mode = "trilinear" if self.dims == 3 else "bilinear"
-        return x, F.interpolate(skip, scale_factor=2, mode=mode, align_corners=False) + self.to_volume(x)
-
-# %% ../nbs/05_stylegan3d.ipynb #a3842817
-def _widths(size: int, width: int, max_channels: int) -> list:
-    "Channels at 4³, 8³, …, size³: width · 2^k from the output up, capped at max_channels."
-    n_blocks = int(math.log2(size)) - 2
-    return [min(width * 2 ** (n_blocks - k), max_channels) for k in range(n_blocks + 1)]
-
-
-class Generator3D(nn.Module):
-    "z [N, z_dim] and labels [N, L] → volume [N, C, S, S, S] (about [-1, 1]; C = 1: one modality per sample)."
-    def __init__(
-        self,
-        size: int = 128,  # edge of the generated cube in voxels, a power of two ≥ 4
-        z_dim: int = 128,  # size of the latent vector z
-        w_dim: int = 128,  # size of the style vector w
-        label_dim: int = 0,  # size of the label vector (0: unconditional)
-        width: int = 16,  # channels at the output resolution (doubling towards 4³)
-        max_channels: int = 256,  # cap on the channels of any block
-        mapping_layers: int = 2,  # depth of the mapping network
-        out_channels: int = 1,  # channels of the generated volume (1: one modality per sample)
-        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
-        checkpointing: bool = False,  # activation checkpointing of the synthesis blocks (less memory, more time)
-    ):
-        super().__init__()
-        channels = _widths(size, width, max_channels)
-        self.size, self.z_dim, self.w_dim, self.label_dim, self.dims = size, z_dim, w_dim, label_dim, dims
-        self.checkpointing = checkpointing
-        self.mapping = MappingNetwork(z_dim, label_dim, w_dim, mapping_layers)
-        self.const = nn.Parameter(torch.randn(1, channels[0], *[4] * dims))
-        self.first = StyleConv(channels[0], channels[0], w_dim, dims)
-        self.first_out = _conv(dims)(channels[0], out_channels, 1)
-        self.blocks = nn.ModuleList(SynthesisBlock(a, b, w_dim, out_channels, dims)
-                                    for a, b in zip(channels[:-1], channels[1:]))
-        self.n_ws = 1 + 2 * len(self.blocks)  # one w per StyleConv
-
-    def synthesis(
-        self,
-        ws,  # styles [N, n_ws, w_dim], one per StyleConv
-        noise=None,  # None (the global RNG), a torch.Generator (blocks not checkpointed then), or a tensor
-    ):  # volume [N, C, S, S, S] in (-1, 1) ([N, C, S, S] when dims=2)
-        # repeat makes a copy, not a view: a view made under no_grad confuses autograd tools
-        x = self.first(self.const.repeat(len(ws), *[1] * (self.const.dim() - 1)), ws[:, 0], noise)
-        skip = self.first_out(x)
-        for k, block in enumerate(self.blocks):
-            w_pair = ws[:, 1 + 2 * k: 3 + 2 * k]
-            if self.checkpointing and torch.is_grad_enabled() and not isinstance(noise, torch.Generator):
-                x, skip = activation_checkpoint(block, x, skip, w_pair, noise, use_reentrant=False)
-            else:
-                x, skip = block(x, skip, w_pair, noise)
-        return torch.tanh(skip)  # the data lie in [-1, 1], most voxels at exactly -1 (background): tanh reaches it
-
-    def forward(
-        self,
-        z,  # [N, z_dim]
-        labels=None,  # [N, label_dim]
-        truncation: float = 1.0,  # ψ: w ← centre + ψ (w − centre); 1 = off
-        centre=None,  # [N, w_dim] or [w_dim]: the centre for truncation (see `w_centre`)
-        mixing_prob: float = 0.0,  # share of samples that switch to a second w at a random layer
-        noise=None,  # None (global RNG), a torch.Generator, or a tensor
-    ):  # [N, C, S, S, S]
-        w = self.mapping(z, labels)
-        if truncation != 1.0:
-            if centre is None:
-                raise ValueError("centre: truncation needs the centre of w (see w_centre), found None")
-            w = centre.to(w).lerp(w, truncation)
-        ws = w[:, None].expand(-1, self.n_ws, -1)
-        if mixing_prob > 0:
-            w2 = self.mapping(torch.randn_like(z), labels)  # same labels: mixing must not mix conditions
-            n = len(z)
-            cut = torch.randint(1, self.n_ws, (n, 1), device=z.device)
-            mix = ((torch.rand(n, 1, device=z.device) < mixing_prob)
-                   & (torch.arange(self.n_ws, device=z.device)[None] >= cut))
-            ws = torch.where(mix[..., None], w2[:, None], ws)
-        return self.synthesis(ws, noise)
-
-
-@torch.no_grad()
-def w_centre(
-    G: Generator3D,  # the generator (usually G_ema)
-    labels,  # [N, L] label vectors
-    n_samples: int = 512,  # z draws per distinct label vector
-    seed: int = 0,  # seeds the draws (its own generator: the training RNG is not touched)
-) -> torch.Tensor:  # [N, w_dim]
-    "The mean w of each sample's label: truncation pulls towards it, so a truncated sample keeps its condition."
-    device = next(G.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_samples, G.z_dim, generator=generator).to(device)
-    labels = torch.as_tensor(labels, dtype=torch.float32, device=device)
-    unique, index = torch.unique(labels, dim=0, return_inverse=True)
-    centres = torch.stack([G.mapping(z, u.expand(n_samples, -1)).mean(0) for u in unique])
-    return centres[index]
-
-# %% ../nbs/05_stylegan3d.ipynb #45bc436c
-class ResidualDown(nn.Module):
-    "Halve the resolution: conv, LeakyReLU, conv, LeakyReLU, average pool, plus a pooled 1×1 shortcut, over √2."
-    def __init__(
-        self,
-        in_channels: int,  # channels of the input
-        out_channels: int,  # channels of the output
-        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
-        spectral: bool = False,  # spectral normalisation of the convolutions
-    ):
-        super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
-        conv = _conv(dims)
-        self.conv1 = sn(_he(conv(in_channels, in_channels, 3, padding=1)))
-        self.conv2 = sn(_he(conv(in_channels, out_channels, 3, padding=1)))
-        self.shortcut = sn(_he(conv(in_channels, out_channels, 1, bias=False)))
-        self.pool = {2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
-
-    def forward(
-        self,
-        x,  # features [N, C_in, (D,) H, W]
-    ):  # [N, C_out, (D/2,) H/2, W/2]
-        y = self.pool(F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2), 2)
-        return (y + self.shortcut(self.pool(x, 2))) / math.sqrt(2)
-
-
-def _head(layer: nn.Linear) -> nn.Linear:
-    "Gain-1 initialisation of a score layer (std 1/√fan-in, biases zero): scores start about ±1, not ±10."
-    nn.init.normal_(layer.weight, std=layer.in_features ** -0.5)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
-
-
-class Discriminator3D(nn.Module):
-    "Volume [N, C, S, S, S] and labels [N, L] → one score per volume [N] (projection conditioning)."
-    def __init__(
-        self,
-        size: int = 128,  # edge of the input cube in voxels, a power of two ≥ 4
-        label_dim: int = 0,  # size of the label vector (0: unconditional, no projection)
-        width: int = 16,  # channels at the input resolution (doubling towards 4³)
-        max_channels: int = 256,  # cap on the channels of any block
-        in_channels: int = 1,  # channels of the volume (1: one modality per sample)
-        minibatch_std: bool = True,  # append the batch's spread as one more channel at 4³
-        spectral: bool = False,  # spectral normalisation of all weights
-        dims: int = 3,  # spatial dimensions: 3 (volumes) or 2 (images)
-        checkpointing: bool = False,  # activation checkpointing of the ResidualDown blocks (less memory, more time)
-    ):
-        super().__init__()
-        channels = _widths(size, width, max_channels)[::-1]  # narrow at the input, widest at 4³
-        sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
-        self.checkpointing = checkpointing
-        self.from_volume = sn(_he(_conv(dims)(in_channels, channels[0], 1)))
-        self.blocks = nn.ModuleList(ResidualDown(a, b, dims, spectral) for a, b in zip(channels[:-1], channels[1:]))
-        self.std = MinibatchStd() if minibatch_std else nn.Identity()
-        top = channels[-1]
-        self.conv = sn(_he(_conv(dims)(top + int(minibatch_std), top, 3, padding=1)))
-        self.features = sn(_he(nn.Linear(top * 4 ** dims, top)))
-        self.out = sn(_head(nn.Linear(top, 1)))
-        self.embed = sn(_head(nn.Linear(label_dim, top, bias=False))) if label_dim else None
-        self.classify = sn(_head(nn.Linear(top, label_dim))) if label_dim else None  # auxiliary label regressor
-
-    def forward(
-        self,
-        x,  # volumes [N, C, S, S, S] about [-1, 1] ([N, C, S, S] when dims=2)
-        labels=None,  # label vectors [N, label_dim]; unused when label_dim is 0
-        aux: bool = False,  # also return the label vectors D reads from the volumes (the auxiliary classifier)
-    ):  # scores (logits) [N]: high for real; with aux, (scores, labels read [N, label_dim])
-        x = F.leaky_relu(self.from_volume(x), 0.2)
-        for block in self.blocks:
-            x = (activation_checkpoint(block, x, use_reentrant=False) if self.checkpointing and torch.is_grad_enabled()
-                 else block(x))
-        x = F.leaky_relu(self.conv(self.std(x)), 0.2)  # [N, C, 4, 4, 4]
-        phi = F.leaky_relu(self.features(x.flatten(1)), 0.2)  # [N, C]
-        score = self.out(phi).squeeze(1)
-        if self.embed is not None:
-            score = score + (self.embed(labels) * phi).sum(1)  # projection: agreement of features and label
-        if aux:
-            if self.classify is None:
-                raise ValueError("aux=True: an unconditional D (label_dim=0) has no labels to read")
-            return score, self.classify(phi)
-        return score  # [N]
+class Discriminator3D(ResidualDiscriminator):
+    "02c's ResidualDiscriminator with this model's defaults: volumes (dims=3), one channel in."
+    def __init__(self, *args, in_channels: int = 1, dims: int = 3, **kwargs):
+        super().__init__(*args, in_channels=in_channels, dims=dims, **kwargs)
 
 # %% ../nbs/05_stylegan3d.ipynb #f6a2aeef
 @dataclass(frozen=True)
@@ -372,14 +69,15 @@ class StyleGAN3DConfig(TrainConfig):
     accumulate: int = 1  # micro-batches per step: gradients of batch_size / accumulate volumes are summed
     ema_halflife: float = 2_500  # volumes after which an old weight counts half in G_ema
     ema_rampup: float | None = 0.05  # the half-life is at most this share of the volumes seen (None: off)
+    style: str = "adain"  # how w steers G's convolutions: "adain" (the seed's) or "modulated" (StyleGAN2's)
     aux_weight: float = 0.0  # weight of the auxiliary-classifier term (AC-GAN) beside projection (0: off, the seed's)
     mixing_prob: float = 0.9  # share of generated samples with two styles (style mixing)
     checkpointing: bool = False  # activation checkpointing of G's and D's blocks (less memory, ~30% more time)
     channels_last: bool = True  # channels_last_3d memory for the convolutions (same values, faster; see bench/)
 
     presets = {
-        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=240, lr_D=4e-4,
-                      mixing_prob=0.5, sample_every=80, checkpoint_every=120),
+        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=320, lr_D=4e-4,
+                      betas=(0.5, 0.99), aux_weight=3.0, mixing_prob=0.5, sample_every=80, checkpoint_every=160),
         "full": dict(mixed_precision=True),
     }
 
@@ -394,6 +92,7 @@ class StyleGAN3DConfig(TrainConfig):
         require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of volumes > 0")
         require_field(self.ema_rampup is None or self.ema_rampup > 0, self, "ema_rampup", "None or a share > 0")
         require_field(0 <= self.mixing_prob <= 1, self, "mixing_prob", "a probability in [0, 1]")
+        require_field(self.style in STYLES, self, "style", f"one of {STYLES}")
         require_field(self.aux_weight >= 0, self, "aux_weight", "≥ 0 (0: no auxiliary classifier)")
 
 
@@ -403,7 +102,7 @@ def build_networks(
 ) -> tuple:  # (G, D), on the current default device
     "G and D for a config and a label size."
     G = Generator3D(config.size, config.z_dim, config.w_dim, label_dim, config.g_width, config.max_width,
-                    config.mapping_layers, checkpointing=config.checkpointing)
+                    config.mapping_layers, checkpointing=config.checkpointing, style=config.style)
     D = Discriminator3D(config.size, label_dim, config.d_width, config.max_width, minibatch_std=config.minibatch_std,
                         spectral=config.spectral_norm, checkpointing=config.checkpointing)
     return G, D
