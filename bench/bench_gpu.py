@@ -103,6 +103,17 @@ def gan_case(preset: str, device):
     return config, lambda cfg: make_gan_state(cfg, device), gan_step, batch
 
 
+def stylegan2_case(preset: str, device):
+    "StyleGAN2 on FOM tiles [N, 3, S, S] in [-1, 1] (ADA on, as in the preset)."
+    StyleGAN2Config, make_state, step = (_find(n, ["stylegan2"])
+                                         for n in ("StyleGAN2Config", "make_stylegan2_state", "stylegan2_step"))
+    config = StyleGAN2Config.preset(preset)
+    size, n = _size(config, "tile_size", "size"), config.batch_size
+    g = torch.Generator().manual_seed(0)
+    batch = {"fom": (torch.rand(n, 3, size, size, generator=g) * 2 - 1).to(device)}
+    return config, lambda cfg: make_state(cfg, device), step, batch
+
+
 def pix2pix_case(preset: str, device):
     "Pix2Pix: transmittance [N, 1, S, S] in [0, 1] → FOM [N, 3, S, S] in [-1, 1] (learning rates left at the preset's)."
     Pix2PixConfig, make_state, step = (_find(n, ["pix2pix"]) for n in ("Pix2PixConfig", "make_pix2pix_state", "pix2pix_step"))
@@ -190,6 +201,7 @@ def main(argv=None) -> int:
     del batch
     lines = []
     lines += run_model("GAN", gan_case, preset, device, warmup, timed)
+    lines += run_model("StyleGAN2", stylegan2_case, preset, device, warmup, timed)
     lines += run_model("Pix2Pix", pix2pix_case, preset, device, warmup, timed)
     lines += run_model("3D StyleGAN", stylegan_case, preset, device, warmup, timed, estimate_bytes)
     imported = [m for m in NOT_IMPORTED if m in sys.modules]

@@ -418,8 +418,9 @@ def fid_kid(
     out = dict(fid=m["frechet_inception_distance"], kid_mean=m["kernel_inception_distance_mean"],
                kid_std=m["kernel_inception_distance_std"], extractor=extractor, layer=layer, n_real=n_real,
                n_fake=n_fake, kid_subset_size=kid_subset_size)
-    if prc:  # precision: share of generated tiles inside the real manifold; recall: share of real ones the fakes cover
-        out.update(precision=m["precision"], recall=m["recall"])
+    if prc:  # precision: share of generated tiles inside the real manifold; recall: share of real ones the fakes cover.
+        # torch-fidelity names input1 the generated set and input2 the real one; here input1 is real, so the two swap
+        out.update(precision=m["recall"], recall=m["precision"])
     return out
 
 # %% ../nbs/02a_metrics.ipynb #4a6c6d93

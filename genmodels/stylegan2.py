@@ -24,9 +24,9 @@ from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_ad
 
 # %% auto #0
 __all__ = ['STYLES', 'MappingNetwork', 'NoiseInjection', 'AdaIN', 'ModulatedConv', 'StyleConv', 'SynthesisBlock',
-           'StyleGenerator', 'w_centre', 'ResidualDown', 'ResidualDiscriminator', 'StyleGAN2Config', 'build_stylegan2',
-           'make_stylegan2_state', 'path_length_penalty', 'stylegan2_step', 'sample_stylegan2', 'train_stylegan2',
-           'load_stylegan2']
+           'StyleGenerator', 'w_centre', 'ResidualDown', 'ResidualDiscriminator', 'StyleGAN2Config',
+           'equalised_lr_groups', 'build_stylegan2', 'make_stylegan2_state', 'path_length_penalty', 'stylegan2_step',
+           'sample_stylegan2', 'train_stylegan2', 'load_stylegan2']
 
 # %% ../nbs/02c_stylegan2.ipynb #7826895c
 def _conv(dims: int):
@@ -427,6 +427,8 @@ class StyleGAN2Config(TileConfig, TrainConfig):
     ada_target: float = 0.6  # the E[sign D(real)] ADA holds
     ada_speed_images: float = 500_000  # images over which p could move from 0 to 1 (ADA's 500 kimg)
     mixing_prob: float = 0.9  # share of generated samples with two styles (style mixing)
+    equalised_lr: bool = True  # every weight steps as an equalised-lr weight would (see equalised_lr_groups)
+    mapping_lr_mul: float = 0.01  # the mapping network's learning rate, as a share of lr_G (StyleGAN2's 0.01)
     lr_G: float = 0.0025  # Adam learning rate of G (StyleGAN2-ADA's)
     lr_D: float = 0.0025  # Adam learning rate of D
     betas: tuple = (0.0, 0.99)  # Adam betas (StyleGAN's)
@@ -440,6 +442,7 @@ class StyleGAN2Config(TileConfig, TrainConfig):
     presets = {
         "quick": dict(tile_size=32, z_dim=64, w_dim=64, g_width=16, d_width=16, max_width=64, batch_size=32,
                       n_steps=400, section_size=256, n_sections=2, n_tiles=2048, ada_speed_images=20_000,
+                      equalised_lr=False,
                       sample_every=100, checkpoint_every=200),
         "full": dict(mixed_precision=True),
     }
@@ -457,12 +460,31 @@ class StyleGAN2Config(TileConfig, TrainConfig):
         require_field(0 < self.ada_target < 1, self, "ada_target", "a value of E[sign D(real)] in (0, 1)")
         require_field(self.ada_speed_images > 0, self, "ada_speed_images", "a number of images > 0")
         require_field(0 <= self.mixing_prob <= 1, self, "mixing_prob", "a probability in [0, 1]")
+        require_field(self.mapping_lr_mul > 0, self, "mapping_lr_mul", "a share of lr_G > 0")
         require_field(self.ema_halflife > 0, self, "ema_halflife", "a number of images > 0")
         require_field(self.ema_rampup is None or self.ema_rampup > 0, self, "ema_rampup", "None or a share > 0")
 
     @property
     def gamma(self) -> float:  # the R1 weight in use
         return 0.0002 * self.tile_size ** 2 / self.batch_size if self.r1_gamma is None else self.r1_gamma
+
+# %% ../nbs/02c_stylegan2.ipynb #744d74d4
+def equalised_lr_groups(
+    module: nn.Module,  # G or D
+    lr: float,  # the learning rate of an equalised weight (the config's lr_G or lr_D)
+    lr_mul: dict | None = None,  # submodule name → further factor of its learning rate, e.g. {"mapping": 0.01}
+) -> list:  # Adam parameter groups, one per distinct learning rate, in a fixed order
+    "Parameter groups in which each ordinary weight gets lr/√fan-in: the step an equalised-lr weight would take."
+    groups = {}
+    for name, sub in module.named_modules():
+        factor = next((f for prefix, f in (lr_mul or {}).items() if name == prefix or name.startswith(prefix + ".")), 1.0)
+        for pname, p in sub.named_parameters(recurse=False):
+            already = isinstance(sub, ModulatedConv) and pname == "weight" or p.dim() < 2  # equalised, or a bias/gain
+            if name == "" and pname == "const":
+                already = True  # StyleGAN's N(0, 1) constant input
+            scale = 1.0 if already else p[0].numel() ** -0.5  # fan-in of a Linear's or a conv's weight
+            groups.setdefault(lr * factor * scale, []).append(p)
+    return [{"params": ps, "lr": rate} for rate, ps in groups.items()]
 
 # %% ../nbs/02c_stylegan2.ipynb #4638508d
 def build_stylegan2(
@@ -482,6 +504,11 @@ def make_stylegan2_state(
 ) -> dict:  # the adversarial state, with ADA's controller, the path-length mean and a fixed z for sample grids
     "Fresh G, D, G_ema, optimisers and ADA controller for a config, seeded by config.seed."
     state = make_adversarial_state(config, lambda: build_stylegan2(config), device, deterministic)
+    if config.equalised_lr:  # the same Adam, with each weight's learning rate scaled as an equalised weight's
+        adam = lambda groups: torch.optim.Adam(groups, betas=tuple(config.betas),
+                                               fused=next(state["G"].parameters()).is_cuda)
+        state["opt_G"] = adam(equalised_lr_groups(state["G"], config.lr_G, {"mapping": config.mapping_lr_mul}))
+        state["opt_D"] = adam(equalised_lr_groups(state["D"], config.lr_D))
     if config.ada:
         state["ada"] = AdaptiveAugment(config.ada_target, config.ada_speed_images)
     state["pl_mean"] = torch.zeros(())
