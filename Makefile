@@ -29,7 +29,11 @@ test: setup
 	  git status --porcelain -- genmodels; git diff --stat -- genmodels; \
 	  echo "genmodels/ does not match nbs/: run nbdev_export and commit"; exit 1; fi
 	@echo "== nbdev_test"
-	MPLBACKEND=Agg timeout 1500 $(BIN)/nbdev_test --n_workers 1
+	@# 03_pix2pix runs whole in JupyterLab in pytest's browser test, which fails on any error output; nbdev_test
+	@# runs it only where there is no chromium for that test
+	@skip='^[_.]'; if command -v chromium >/dev/null; then skip='^([_.]|03_pix2pix)'; \
+	  echo "(03_pix2pix: run by tests/test_browser.py in JupyterLab)"; fi; \
+	MPLBACKEND=Agg timeout 1500 $(BIN)/nbdev_test --n_workers 1 --timing --skip_file_re "$$skip"
 	@echo "== pytest"
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
 

@@ -21,7 +21,7 @@ from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_ad
 
 # %% auto #0
 __all__ = ['GAN_LOSSES', 'GANConfig', 'UpBlock', 'Generator', 'MinibatchStd', 'DownBlock', 'Discriminator', 'instance_noise',
-           'make_gan_state', 'standing_stats', 'sample_fom', 'gan_step', 'gan_tiles', 'train_gan']
+           'make_gan_state', 'standing_stats', 'latents', 'sample_fom', 'gan_step', 'gan_tiles', 'train_gan']
 
 # %% ../nbs/02_gan.ipynb #7c28bbaf
 GAN_LOSSES = tuple(LOSSES)  # the adversarial losses of genmodels.train, by name
@@ -220,6 +220,19 @@ def standing_stats(
         m.momentum = momentum
 
 
+def latents(
+    state: dict,  # a GAN state with "z_fixed"
+    G: nn.Module,  # the generator (its z_dim)
+    n: int | None = None,  # how many random z (None: the fixed z of the sample grids)
+    z=None,  # latent vectors to use as they are
+    seed: int | None = None,  # seeds the random z (its own generator: the training RNG is not touched)
+) -> torch.Tensor:  # [n, z_dim]
+    "The z a sampler draws from: given, the fixed ones of the sample grids, or n seeded random ones."
+    if z is not None:
+        return z
+    return state["z_fixed"] if n is None else torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed or 0))
+
+
 @torch.no_grad()
 def sample_fom(
     state: dict,  # a GAN state
@@ -231,9 +244,7 @@ def sample_fom(
     "Generated FOM tiles from G_ema (or G), for z, n random z, or the fixed z."
     G = state["G_ema"] if ema else state["G"]
     device = next(G.parameters()).device
-    if z is None:
-        z = (state["z_fixed"] if n is None
-             else torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed or 0)))
+    z = latents(state, G, n, z, seed)
     if ema:  # the averaged weights never ran with G's batch statistics: measure their own
         standing_stats(G)
     with eval_mode(G):

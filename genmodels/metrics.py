@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from .augment import fom_hue
 from .core import get_device
 
 # %% auto #0
@@ -80,19 +81,6 @@ LAGS = (1, 2, 4, 8)  # pixels, for the autocorrelation of the doubled-angle fiel
 FEATURE_GROUPS = ("direction", "inclination", "coherence", "structure", "tracts")
 
 
-def _hue(
-    rgb: torch.Tensor,  # float RGB [N, 3, H, W] in [0, 1]
-) -> torch.Tensor:  # hue [N, H, W] in [0, 1), 0 where grey
-    "HSV hue, computed as matplotlib's rgb_to_hsv does (the last matching channel wins ties)."
-    r, g, b = rgb.unbind(1)
-    v = rgb.max(1).values
-    c = v - rgb.min(1).values
-    safe = torch.where(c > 0, c, torch.ones_like(c))
-    h = torch.zeros_like(c)
-    h = torch.where(r == v, (g - b) / safe, h)
-    h = torch.where(g == v, 2 + (b - r) / safe, h)
-    h = torch.where(b == v, 4 + (r - g) / safe, h)
-    return torch.remainder(h / 6, 1.0) * (c > 0)
 
 # %% ../nbs/02a_metrics.ipynb #0e0d60df
 def soft_histogram(
@@ -170,7 +158,7 @@ def _feature_groups(x):
     n, _, height, width = rgb.shape
     value = rgb.max(1).values  # [N, H, W]: flatness 1 − 2|α|/π
     chroma = value - rgb.min(1).values  # equals the value on a valid HSV-black FOM (saturation 1)
-    two_phi = 2 * math.pi * _hue(rgb)  # doubled angle 2φ in [0, 2π)
+    two_phi = 2 * math.pi * fom_hue(rgb)  # doubled angle 2φ in [0, 2π) (the hue of genmodels.augment)
     w = chroma  # weight of a pixel's direction: flat, saturated fibres count, dark or grey ones do not
     field = torch.stack([w * torch.cos(two_phi), w * torch.sin(two_phi)], 1)  # [N, 2, H, W], |·| ≤ 1
 

@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint as activation_checkpoint
 from .augment import AdaptiveAugment, augment
 from .core import load_checkpoint, preserved_global_state, require_field, require_positive, restore_state
 from .fom import colour_wheel
-from .gan import MinibatchStd, _dark, _diversity
+from .gan import MinibatchStd, _dark, _diversity, latents
 from .tiler import TileConfig, sample_tiles
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_channels_last, to_uint8, train_model)
@@ -593,9 +593,7 @@ def sample_stylegan2(
     "Generated FOM tiles from G_ema (or G), for z, n random z, or the fixed z; optionally truncated."
     G = state["G_ema"] if ema else state["G"]
     device = next(G.parameters()).device
-    if z is None:
-        z = (state["z_fixed"] if n is None
-             else torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed or 0)))
+    z = latents(state, G, n, z, seed)
     centre = w_centre(G) if truncation != 1.0 else None
     noise = torch.Generator().manual_seed(seed or 0)  # seeded noise too: the same call draws the same tiles
     with eval_mode(G):
