@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the course notebooks, in order: every nbs/NN*.ipynb
 COURSE_NBS := $(sort $(notdir $(basename $(wildcard nbs/[0-9][0-9]*.ipynb))))
 
-.PHONY: setup demo test bench export clean-runs
+.PHONY: setup demo test test-slow bench export clean-runs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: setup
 	MPLBACKEND=Agg timeout 1500 $(BIN)/nbdev_test --n_workers 1 --timing --skip_file_re "$$skip"
 	@echo "== pytest"
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
+
+test-slow: setup
+	@# the cells tagged `#| slow` too: the equal-compute comparisons of 02c_stylegan2 and 07_flow (`make demo` runs them as well)
+	MPLBACKEND=Agg $(BIN)/nbdev_test --n_workers 1 --timing --flags slow --file_re '^(02c|07)_'
 
 demo: setup
 	@run=runs/$$(date +%Y%m%d-%H%M%S)-demo; status=0; \
