@@ -28,18 +28,20 @@ test: setup
 	@if [ -n "$$(git status --porcelain -- genmodels)" ]; then \
 	  git status --porcelain -- genmodels; git diff --stat -- genmodels; \
 	  echo "genmodels/ does not match nbs/: run nbdev_export and commit"; exit 1; fi
-	@echo "== nbdev_test"
+	@echo "== nbdev_test (short runs: GENMODELS_SHORT_RUN=1, see genmodels.core.short_run)"
 	@# 03_pix2pix runs whole in JupyterLab in pytest's browser test, which fails on any error output; nbdev_test
 	@# runs it only where there is no chromium for that test
 	@skip='^[_.]'; if command -v chromium >/dev/null; then skip='^([_.]|03_pix2pix)'; \
 	  echo "(03_pix2pix: run by tests/test_browser.py in JupyterLab)"; fi; \
-	MPLBACKEND=Agg timeout 1500 $(BIN)/nbdev_test --n_workers 1 --timing --skip_file_re "$$skip"
+	GENMODELS_SHORT_RUN=1 MPLBACKEND=Agg timeout 1500 $(BIN)/nbdev_test --n_workers 2 --timing --skip_file_re "$$skip"
 	@echo "== pytest"
-	MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider
+	GENMODELS_SHORT_RUN=1 MPLBACKEND=Agg $(BIN)/python -m pytest tests/ -q -p no:cacheprovider --durations=10
 
 test-slow: setup
-	@# the cells tagged `#| slow` too: the equal-compute comparisons of 02c_stylegan2 and 07_flow (`make demo` runs them as well)
-	MPLBACKEND=Agg $(BIN)/nbdev_test --n_workers 1 --timing --flags slow --file_re '^(02c|07)_'
+	@# the training notebooks at their quick preset (make test trains them briefly), with the cells tagged `#| slow`:
+	@# the equal-compute comparisons of 02c_stylegan2 and 07_flow (`make demo` runs all of this as well)
+	env -u GENMODELS_SHORT_RUN MPLBACKEND=Agg $(BIN)/nbdev_test --n_workers 1 --timing --flags slow \
+	  --file_re '^(02_gan|02c_|03_pix2pix|05_|07_)'
 
 demo: setup
 	@run=runs/$$(date +%Y%m%d-%H%M%S)-demo; status=0; \

@@ -22,11 +22,12 @@ from .distributed import (from_main_process, init_distributed, is_main_process, 
                           world_size)
 
 # %% auto #0
-__all__ = ['METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state', 'set_rng_state',
-           'preserved_global_state', 'Config', 'require_field', 'require_positive', 'Preset', 'check_output_path',
-           'new_run_dir', 'DiskFullError', 'atomic_write', 'record_metrics', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'TrainingStopped', 'Callback', 'Run', 'batches', 'checkpoint_state', 'restore_state',
-           'fit', 'Checkpoint', 'load_step', 'SampleGrid', 'image_grid', 'save_grid', 'Abort']
+__all__ = ['SHORT_RUN_VARIABLE', 'METRICS_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'seed_everything', 'get_rng_state',
+           'set_rng_state', 'preserved_global_state', 'Config', 'require_field', 'require_positive', 'Preset',
+           'short_run', 'check_output_path', 'new_run_dir', 'DiskFullError', 'atomic_write', 'record_metrics',
+           'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'TrainingStopped', 'Callback', 'Run', 'batches',
+           'checkpoint_state', 'restore_state', 'fit', 'Checkpoint', 'load_step', 'SampleGrid', 'image_grid',
+           'save_grid', 'Abort']
 
 # %% ../nbs/00_core.ipynb #cc71ef80
 def get_device(
@@ -216,6 +217,22 @@ class Preset(Config):
 
     def validate(self):
         require_positive(self, "section_size")
+
+# %% ../nbs/00_core.ipynb #e30b01da
+SHORT_RUN_VARIABLE = "GENMODELS_SHORT_RUN"  # set to 1 by `make test`
+
+
+def short_run(
+    steps: int | None = None,  # the steps a notebook trains in a short run
+) -> int | bool | None:  # `steps` (or True) under GENMODELS_SHORT_RUN=1, else None (or False)
+    "The number of training steps for make test's short runs, or None (False without `steps`) outside them."
+    value = os.environ.get(SHORT_RUN_VARIABLE, "").strip().lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"{SHORT_RUN_VARIABLE}: expected 1 or 0, found {value!r}")
+    on = value in ("1", "true", "yes")
+    if steps is None:
+        return on
+    return steps if on else None
 
 # %% ../nbs/00_core.ipynb #298a1332
 def check_output_path(
