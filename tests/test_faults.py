@@ -42,10 +42,11 @@ def sleeping_notebook(folder, name="sleep.ipynb"):
     return path
 
 
-def start(*args, cwd):
-    "Start `python -m genmodels.cli ARGS` in the background."
+def start(*args, cwd, sigint_ignored=False):
+    "Start `python -m genmodels.cli ARGS` in the background (optionally with SIGINT ignored, as `cmd &` in a script)."
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "genmodels.cli", *map(str, args)], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ignore)
 
 
 def wait_until_sleeping(process, executed, timeout=120):
@@ -112,13 +113,15 @@ def test_run_sigterm(tmp_path, how):
     assert ended < 30, "within Slurm's default KillWait"
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
-def test_run_all_stops(tmp_path, how):
-    "SIGTERM (or Ctrl-C) to `genmodels run-all` stops after the current notebook; summary.json says what was not started."
+@pytest.mark.parametrize("how, sigint_ignored", [("SIGTERM", False), ("SIGINT", False), ("SIGINT", True)],
+                         ids=["SIGTERM", "SIGINT", "SIGINT, started with SIGINT ignored"])
+def test_run_all_stops(tmp_path, how, sigint_ignored):
+    """SIGTERM (or Ctrl-C) to `genmodels run-all` stops after the current notebook; summary.json says what was not started.
+    Also when it was started with SIGINT ignored, as a background job of a batch script (`cmd &`) is."""
     nbs = tmp_path / "nbs"
     sleeping_notebook(nbs, "01_sleep.ipynb"); sleeping_notebook(nbs, "02_next.ipynb")
     parent = tmp_path / "runs" / "all"
-    process = start("run-all", "--nbs", nbs, "--out", parent, cwd=tmp_path)
+    process = start("run-all", "--nbs", nbs, "--out", parent, cwd=tmp_path, sigint_ignored=sigint_ignored)
     started = wait_until_sleeping(process, parent / "01_sleep" / "01_sleep.ipynb")
     code, out, err, ended = stop(process, how)
     print(f"{how} to run-all: the first notebook slept after {started:.1f} s, the command ended {ended:.1f} s after")
