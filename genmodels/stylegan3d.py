@@ -76,8 +76,8 @@ class StyleGAN3DConfig(TrainConfig):
     channels_last: bool = True  # channels_last_3d memory for the convolutions (same values, faster; see bench/)
 
     presets = {
-        "quick": dict(size=32, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=320, lr_D=4e-4,
-                      betas=(0.5, 0.99), aux_weight=3.0, mixing_prob=0.5, sample_every=80, checkpoint_every=160),
+        "quick": dict(size=16, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=1000, lr_D=4e-4,
+                      betas=(0.5, 0.99), aux_weight=3.0, mixing_prob=0.5, sample_every=250, checkpoint_every=500),
         "full": dict(mixed_precision=True),
     }
 
