@@ -267,14 +267,15 @@ def sigterm_as_interrupt():  # yields the SIGTERM state (`received`: how many ca
     # a command started in the background of a non-interactive shell (`genmodels run-all … &` in a batch script)
     # inherits SIGINT ignored, and Ctrl-C or a scheduler's --signal=INT would then do nothing: Ctrl-C stops it too
     previous_int = signal.getsignal(signal.SIGINT)
-    if previous_int in (signal.SIG_IGN, signal.SIG_DFL):
+    restore_int = previous_int in (signal.SIG_IGN, signal.SIG_DFL)  # ours to undo afterwards
+    if restore_int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _SIGTERM.installed = True
     try:
         yield _SIGTERM
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
-        if previous_int in (signal.SIG_IGN, signal.SIG_DFL):
+        if restore_int:
             signal.signal(signal.SIGINT, previous_int)
         _SIGTERM.__init__()  # nothing left over for a later call
 

@@ -302,7 +302,7 @@ def integrate_flow(
     return x
 
 # %% ../nbs/07_flow.ipynb #89dc9f82
-def _check_condition(config: FlowConfig, transmittance, guidance, n: int | None):
+def _check_condition(config: FlowConfig, transmittance, guidance):
     "The transmittance tiles as a tensor [N, 1, S, S], or None; guidance and conditioning checked against the config."
     if not config.conditional:
         if transmittance is not None:
@@ -339,7 +339,7 @@ def sample_flow(
     cfg = state["config"]
     G = state["G_ema"] if ema else state["G"]
     device = next(G.parameters()).device
-    condition = _check_condition(cfg, transmittance, guidance, n)
+    condition = _check_condition(cfg, transmittance, guidance)
     S, c = cfg.tile_size, cfg.data_channels
     if condition is not None:
         noise = torch.randn(len(condition), c, S, S, generator=torch.Generator().manual_seed(seed or 0))
