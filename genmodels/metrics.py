@@ -25,7 +25,7 @@ __all__ = ['DIRECTION_BINS', 'VALUE_CENTRES', 'COHERENCE_SCALES', 'COHERENCE_CEN
            'tile_mean', 'central_differences', 'one_cpu_thread', 'fom_feature_groups', 'fom_features',
            'FixedFeatureExtractor', 'FeatureExtractorFOM', 'register_extractor', 'register_fom_extractor',
            'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report', 'background_share',
-           'nearest_distances', 'memorisation_check']
+           'nearest_distances', 'memorisation_check', 'sample_quality']
 
 # %% ../nbs/02a_metrics.ipynb #9644ee52
 def as_uint8_images(
@@ -509,3 +509,20 @@ def memorisation_check(
                 heldout_median=float(np.median(d_held)), heldout_p5=float(np.percentile(d_held, 5)), heldout_p1=p1,
                 share_below_heldout_p1=share, flagged=share > flag_share, n_fake=len(d_fake), n_train=len(train),
                 n_heldout=len(d_held), fake_distances=d_fake, heldout_distances=d_held)
+
+# %% ../nbs/02a_metrics.ipynb #f2dd699d
+def sample_quality(
+    fake,  # generated tiles, uint8 [N, H, W, 3]
+    heldout,  # held-out real tiles (FID, KID and the memorisation reference), uint8 [K, H, W, 3]
+    train_sample,  # a random sample of the training tiles (precision and recall), uint8 [M, H, W, 3]
+    train,  # all the training tiles the generator saw (the memorisation check), uint8 [T, H, W, 3]
+    seed: int = 0,  # seeds KID's subsets
+) -> dict:  # FID, KID × 1000, precision, recall, black tiles, memorisation flagged, and the share below held-out's p1
+    "The comparison's numbers for one set of samples: FID and KID and memorisation against held-out tiles, precision and recall against training tiles."
+    subset = max(2, min(len(fake), len(heldout), len(train_sample)) // 2)
+    f = fid_kid(heldout, fake, seed=seed, kid_subset_size=subset)
+    pr = fid_kid(train_sample, fake, prc=True, seed=seed, kid_subset_size=subset)
+    m = memorisation_check(fake, train, heldout)
+    return {"FID": f["fid"], "KID × 1000": 1000 * f["kid_mean"], "precision": pr["precision"], "recall": pr["recall"],
+            "black tiles": background_share(fake), "memorisation flagged": m["flagged"],
+            "closer to a training tile than 99 % of held-out": m["share_below_heldout_p1"]}
