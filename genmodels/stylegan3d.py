@@ -77,7 +77,7 @@ class StyleGAN3DConfig(TrainConfig):
 
     presets = {
         "quick": dict(size=16, z_dim=32, w_dim=64, g_width=8, d_width=8, max_width=64, n_steps=1000, lr_D=4e-4,
-                      betas=(0.5, 0.99), aux_weight=3.0, mixing_prob=0.0, sample_every=250, checkpoint_every=500),
+                      betas=(0.5, 0.99), mixing_prob=0.0, sample_every=250, checkpoint_every=500),
         "full": dict(mixed_precision=True),
     }
 
