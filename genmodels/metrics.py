@@ -25,7 +25,7 @@ __all__ = ['DIRECTION_BINS', 'VALUE_CENTRES', 'COHERENCE_SCALES', 'COHERENCE_CEN
            'tile_mean', 'central_differences', 'one_cpu_thread', 'fom_feature_groups', 'fom_features',
            'FixedFeatureExtractor', 'FeatureExtractorFOM', 'register_extractor', 'register_fom_extractor',
            'inception_weights_path', 'extractor_names', 'fid_kid', 'fid_report', 'background_share',
-           'nearest_distances', 'memorisation_check', 'sample_quality']
+           'nearest_distances', 'memorisation_check', 'sample_quality', 'real_baseline']
 
 # %% ../nbs/02a_metrics.ipynb #9644ee52
 def as_uint8_images(
@@ -525,4 +525,21 @@ def sample_quality(
     m = memorisation_check(fake, train, heldout)
     return {"FID": f["fid"], "KID × 1000": 1000 * f["kid_mean"], "precision": pr["precision"], "recall": pr["recall"],
             "black tiles": background_share(fake), "memorisation flagged": m["flagged"],
+            "closer to a training tile than 99 % of held-out": m["share_below_heldout_p1"]}
+
+
+def real_baseline(
+    heldout,  # held-out real tiles, uint8 [K, H, W, 3]
+    train_sample,  # a random sample of the training tiles, uint8 [M, H, W, 3]
+    train_other,  # a second training sample, disjoint from train_sample, uint8 [M', H, W, 3]
+    train,  # all the training tiles, uint8 [T, H, W, 3]
+    seed: int = 0,  # seeds KID's subsets
+) -> dict:  # the keys of sample_quality, for real tiles
+    "sample_quality's numbers for real tiles: train_sample against held-out, train_other against train_sample, held-out against itself."
+    subset = max(2, min(len(train_sample), len(heldout), len(train_other)) // 2)
+    f = fid_kid(heldout, train_sample, seed=seed, kid_subset_size=subset)
+    pr = fid_kid(train_sample, train_other, prc=True, seed=seed, kid_subset_size=subset)
+    m = memorisation_check(heldout, train, heldout)  # the held-out tiles are the reference: about 1 % below their p1
+    return {"FID": f["fid"], "KID × 1000": 1000 * f["kid_mean"], "precision": pr["precision"], "recall": pr["recall"],
+            "black tiles": background_share(train_sample), "memorisation flagged": m["flagged"],
             "closer to a training tile than 99 % of held-out": m["share_below_heldout_p1"]}
