@@ -158,8 +158,9 @@ class FlowConfig(TileConfig, Config):
     max_width: int = 256  # widest U-Net level
     time_dim: int = 128  # size of the time embedding
     t_sampling: str = "logit-normal"  # training times: "logit-normal" or "uniform"
-    prediction: str = "velocity"  # what the network outputs: "velocity" (x₁ − x₀) or "data" (x₁, see below)
+    prediction: str = "data"  # what the network outputs: "data" (x₁, see below) or "velocity" (x₁ − x₀)
     cond_drop: float = 0.1  # probability of training without the condition (classifier-free guidance)
+    residual: bool = False  # conditional only: a regression U-Net predicts the mean, the flow what it misses (below)
     sample_steps: int = 16  # ODE steps of the sample grids (and the default of sample_flow)
     solver: str = "heun"  # "euler" or "heun"
     lr: float = 2e-4  # Adam learning rate
@@ -194,6 +195,8 @@ class FlowConfig(TileConfig, Config):
         require_field(0 <= self.cond_drop < 1, self, "cond_drop", "a probability in [0, 1)")
         require_field(isinstance(self.lr, (int, float)) and self.lr > 0, self, "lr", "a learning rate > 0")
         require_field(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), self, "betas", "two values in [0, 1)")
+        require_field(self.conditional or not self.residual, self, "residual",
+                      "False for an unconditional flow (the regression reads the transmittance)")
         require_field(self.target == "rgb" or self.conditional, self, "target",
                       "'rgb' for an unconditional flow (the orientation target needs the transmittance's tissue)")
 
@@ -204,13 +207,15 @@ class FlowConfig(TileConfig, Config):
 # %% ../nbs/07_flow.ipynb #be3a3a89
 def flow_input(
     x: torch.Tensor,  # x_t [N, C, S, S]
-    condition: torch.Tensor | None,  # transmittance [N, 1, S, S] in [0, 1], or None
+    condition: torch.Tensor | None,  # transmittance [N, 1, S, S] in [0, 1] (and the regression's mean), or None
     keep: torch.Tensor | None = None,  # [N] booleans: which samples see their condition (None: all)
 ) -> torch.Tensor:  # [N, C (+ 2), S, S]
-    "The network's input: x_t, and for a conditional flow the transmittance and a presence flag (zeros when dropped)."
+    "The network's input: x_t, and for a conditional flow its condition and a presence flag (zeros when dropped)."
     if condition is None:
         return x
-    flag = torch.ones_like(condition) if keep is None else keep.view(-1, 1, 1, 1).to(condition).expand_as(condition)
+    flag = torch.ones_like(condition[:, :1])
+    if keep is not None:
+        flag = flag * keep.view(-1, 1, 1, 1).to(flag)
     return torch.cat([x, condition.to(x.dtype) * flag, flag], 1)
 
 
@@ -223,12 +228,15 @@ def make_flow_state(
     device = get_device(device)
     seed_everything(config.seed, deterministic=deterministic)
     c = config.data_channels
-    G = TimeUNet(config.tile_size, config.width, config.max_width, c + (2 if config.conditional else 0), c,
-                 config.time_dim).to(device)
+    condition = (2 + (c if config.residual else 0)) if config.conditional else 0  # transmittance, flag (, mean)
+    G = TimeUNet(config.tile_size, config.width, config.max_width, c + condition, c, config.time_dim).to(device)
     if config.channels_last:
         G = to_channels_last(G)
-    state = {"config": config, "G": G, "G_ema": copy.deepcopy(G).eval().requires_grad_(False)}
-    state["opt_G"] = torch.optim.Adam(G.parameters(), lr=config.lr, betas=tuple(config.betas), fused=device.type == "cuda")
+    adam = lambda net: torch.optim.Adam(net.parameters(), lr=config.lr, betas=tuple(config.betas), fused=device.type == "cuda")
+    state = {"config": config, "G": G, "G_ema": copy.deepcopy(G).eval().requires_grad_(False), "opt_G": adam(G)}
+    if config.residual:  # the regression: 03's U-Net, transmittance → the data's mean
+        state["R"] = UNet(config.tile_size, config.width, config.max_width, dropout=0.0, out_channels=c).to(device)
+        state["opt_R"] = adam(state["R"])
     state["steps_done"] = torch.zeros((), dtype=torch.long)
     state["noise_fixed"] = torch.randn(16, c, config.tile_size, config.tile_size,
                                        generator=torch.Generator().manual_seed(config.seed))
@@ -244,9 +252,16 @@ def flow_step(
     device = next(G.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     x1 = to_flow_data(batch, cfg.target)
+    condition = batch["transmittance"] if cfg.conditional else None
+    logs = {}
+    if cfg.residual:  # the regression learns the mean; the flow, the residual x₁ − mean, seeing the mean as well
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision):
+            mean = state["R"](condition)
+        logs["loss_regression"], logs["grad_R"] = optimise(state["opt_R"], F.mse_loss(mean.float(), x1), state["R"])
+        mean = mean.detach().float()
+        x1, condition = x1 - mean, torch.cat([condition, mean], 1)
     t = sample_times(len(x1), cfg.t_sampling, device=device)
     xt, velocity = flow_pair(x1, t)
-    condition = batch["transmittance"] if cfg.conditional else None
     keep = torch.rand(len(x1), device=device) >= cfg.cond_drop if cfg.conditional else None
     inputs = flow_input(xt, condition, keep)
     if cfg.channels_last:
@@ -256,7 +271,7 @@ def flow_step(
     loss = F.mse_loss(pred.float(), velocity if cfg.prediction == "velocity" else x1)
     loss, grad = optimise(state["opt_G"], loss, G)
     advance_ema(state)
-    logs = {"loss_flow": loss, "grad_G": grad}
+    logs.update(loss_flow=loss, grad_G=grad)
     if keep is not None:
         logs["condition_kept"] = keep.float().mean()
     return logs
@@ -347,13 +362,17 @@ def sample_flow(
         noise = state["noise_fixed"]
     else:
         noise = torch.randn(n, c, S, S, generator=torch.Generator().manual_seed(seed or 0))
-    out = []
-    with eval_mode(G):
+    out, R = [], state.get("R")
+    with eval_mode(G, *([] if R is None else [R])):
         for k in range(0, len(noise), batch_size):
             cond = None if condition is None else condition[k:k + batch_size].to(device)
-            out.append(integrate_flow(G, noise[k:k + batch_size].to(device), cfg.sample_steps if steps is None else steps,
-                                      solver or cfg.solver, cond, 1.0 if guidance is None else guidance,
-                                      cfg.prediction).cpu())
+            mean = 0.0
+            if R is not None:  # residual: the regression's mean, plus the flow's sample of what it misses
+                mean = R(cond).float()
+                cond = torch.cat([cond, mean], 1)
+            out.append((mean + integrate_flow(G, noise[k:k + batch_size].to(device), cfg.sample_steps if steps is None else steps,
+                                              solver or cfg.solver, cond, 1.0 if guidance is None else guidance,
+                                              cfg.prediction)).cpu())
     x = torch.cat(out)
     return x if raw else to_uint8(render_flow(x, cfg.target))
 
