@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from .core import (Config, get_device, load_checkpoint, preserved_global_state, require_field,
                             require_positive, restore_state, seed_everything)
 from .fom import colour_wheel
-from .pix2pix import UNet, check_transmittance, orientation_targets, render_orientation, _tissue_target
+from .pix2pix import UNet, check_transmittance, orientation_targets, _tissue_target
+from .stylegan2 import render_orientation_data
 from .tiler import TileConfig, sample_tiles
 from .train import advance_ema, eval_mode, optimise, to_channels_last, to_uint8, train_model
 
@@ -140,8 +141,7 @@ def render_flow(
     "Generated data → FOM tiles: clamped colours, or the orientation quantities through the colour code."
     if target == "rgb":
         return x.clamp(-1, 1)
-    share = ((x[:, 2:4] + 1) / 2).clamp(1e-4, 1 - 1e-4)  # flatness and tissue in (0, 1)
-    return render_orientation(torch.cat([x[:, :2], torch.logit(share)], 1))["fom"]
+    return render_orientation_data(x)  # 02c's, through 03's colour code
 
 # %% ../nbs/07_flow.ipynb #3d38fe6a
 SOLVERS = ("euler", "heun")

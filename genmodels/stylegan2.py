@@ -18,15 +18,16 @@ from .augment import AdaptiveAugment, augment
 from .core import load_checkpoint, preserved_global_state, require_field, require_positive, restore_state
 from .fom import colour_wheel
 from .gan import MinibatchStd, _dark, _diversity, latents
+from .pix2pix import render_orientation
 from .tiler import TileConfig, sample_tiles
 from .train import (LOSSES, TrainConfig, advance_ema, eval_mode, frozen, make_adversarial_state, optimise,
                              r1_penalty, to_channels_last, to_uint8, train_model)
 
 # %% auto #0
-__all__ = ['STYLES', 'MappingNetwork', 'NoiseInjection', 'AdaIN', 'ModulatedConv', 'StyleConv', 'SynthesisBlock',
-           'StyleGenerator', 'w_centre', 'ResidualDown', 'ResidualDiscriminator', 'StyleGAN2Config',
-           'equalised_lr_groups', 'build_stylegan2', 'make_stylegan2_state', 'path_length_penalty', 'stylegan2_step',
-           'sample_stylegan2', 'train_stylegan2', 'load_stylegan2']
+__all__ = ['STYLES', 'OUTPUTS', 'MappingNetwork', 'NoiseInjection', 'AdaIN', 'ModulatedConv', 'StyleConv', 'SynthesisBlock',
+           'StyleGenerator', 'w_centre', 'render_orientation_data', 'FOMStyleGenerator', 'ResidualDown',
+           'ResidualDiscriminator', 'StyleGAN2Config', 'equalised_lr_groups', 'build_stylegan2', 'make_stylegan2_state',
+           'path_length_penalty', 'stylegan2_step', 'sample_stylegan2', 'train_stylegan2', 'load_stylegan2']
 
 # %% ../nbs/02c_stylegan2.ipynb #7826895c
 def _conv(dims: int):
@@ -74,13 +75,15 @@ class MappingNetwork(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    "x + strength · noise: one noise value per pixel (voxel) and sample, one learned strength per channel (zero at first)."
+    "x + gain · strength · noise: one noise value per pixel (voxel) and sample, one learned strength per channel (zero at first)."
     def __init__(
         self,
         channels: int,  # channels of the features (one learned strength each)
+        gain: float = 1.0,  # run-time factor of the strength: under Adam, the strength's learning rate multiplier
     ):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(channels))
+        self.gain = gain
 
     def forward(
         self,
@@ -91,7 +94,7 @@ class NoiseInjection(nn.Module):
             shape = (x.shape[0], 1, *x.shape[2:])
             noise = (torch.randn(shape, device=x.device, dtype=x.dtype) if noise is None else
                      torch.randn(shape, generator=noise).to(x.device, x.dtype))
-        return x + self.strength.view(1, -1, *[1] * (x.dim() - 2)).to(x.dtype) * noise
+        return x + self.gain * self.strength.view(1, -1, *[1] * (x.dim() - 2)).to(x.dtype) * noise
 
 # %% ../nbs/02c_stylegan2.ipynb #f32d46f2
 class AdaIN(nn.Module):
@@ -324,6 +327,26 @@ def w_centre(
     centres = torch.stack([G.mapping(z, u.expand(n_samples, -1)).mean(0) for u in unique])
     return centres[index]
 
+# %% ../nbs/02c_stylegan2.ipynb #92e4e2cf
+OUTPUTS = ("rgb", "orientation")
+
+
+def render_orientation_data(
+    x: torch.Tensor,  # [N, 4, S, S] in (-1, 1): cos 2φ, sin 2φ, 2·flatness − 1, 2·tissue − 1
+) -> torch.Tensor:  # FOM [N, 3, S, S] in [-1, 1] (HSV-black)
+    "The orientation quantities written as data in (-1, 1) → FOM tiles, through the colour code (differentiable)."
+    share = ((x[:, 2:4] + 1) / 2).clamp(1e-4, 1 - 1e-4)  # flatness and tissue in (0, 1)
+    return render_orientation(torch.cat([x[:, :2], torch.logit(share)], 1))["fom"]
+
+
+class FOMStyleGenerator(StyleGenerator):
+    "A 2D StyleGenerator that draws (cos 2φ, sin 2φ, flatness, tissue) and renders them: every pixel a valid FOM colour."
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, out_channels=4, dims=2, **kwargs)
+
+    def synthesis(self, ws, noise=None):  # FOM tiles [N, 3, S, S] in [-1, 1]
+        return render_orientation_data(super().synthesis(ws, noise))
+
 # %% ../nbs/02c_stylegan2.ipynb #e091dfcf
 class ResidualDown(nn.Module):
     "Halve the resolution: conv, LeakyReLU, conv, LeakyReLU, average pool, plus a pooled 1×1 shortcut, over √2."
@@ -419,6 +442,8 @@ class StyleGAN2Config(TileConfig, TrainConfig):
     d_width: int = 32  # D's channels at the tile resolution (doubling towards 4×4)
     max_width: int = 256  # cap on the channels of any block of G and D
     style: str = "modulated"  # "modulated" (StyleGAN2) or "adain" (StyleGAN)
+    output: str = "rgb"  # "rgb" (three free channels, as published) or "orientation" (on the FOM colour code)
+    noise_lr_mul: float = 1.0  # the noise strengths' learning rate, as a share of lr_G (a run-time gain, see below)
     r1_gamma: float | None = None  # R1 weight γ (None: ADA's heuristic 0.0002 · tile_size² / batch_size)
     r1_interval: int = 16  # steps between lazy R1 penalties (weight multiplied by the interval)
     pl_weight: float = 0.0  # path-length regularisation weight (0: off, as in ADA's cifar; 2 in its paper configs)
@@ -440,9 +465,9 @@ class StyleGAN2Config(TileConfig, TrainConfig):
     channels_last: bool = True  # channels-last memory format for the convolutions
 
     presets = {
-        "quick": dict(tile_size=32, z_dim=64, w_dim=64, g_width=16, d_width=16, max_width=64, batch_size=32,
+        "quick": dict(tile_size=32, z_dim=64, w_dim=64, g_width=16, d_width=16, max_width=64, batch_size=16,
                       n_steps=400, section_size=256, n_sections=2, n_tiles=2048, ada_speed_images=20_000,
-                      equalised_lr=False,
+                      equalised_lr=False, output="orientation", noise_lr_mul=0.01,
                       sample_every=100, checkpoint_every=200),
         "full": dict(mixed_precision=True),
     }
@@ -455,6 +480,8 @@ class StyleGAN2Config(TileConfig, TrainConfig):
         require_positive(self, "z_dim", "w_dim", "mapping_layers", "g_width", "d_width", "max_width", "r1_interval",
                          "pl_interval")
         require_field(self.style in STYLES, self, "style", f"one of {STYLES}")
+        require_field(self.output in OUTPUTS, self, "output", f"one of {OUTPUTS}")
+        require_field(self.noise_lr_mul > 0, self, "noise_lr_mul", "a share of lr_G > 0")
         require_field(self.r1_gamma is None or self.r1_gamma >= 0, self, "r1_gamma", "None or ≥ 0")
         require_field(self.pl_weight >= 0, self, "pl_weight", "≥ 0")
         require_field(0 < self.ada_target < 1, self, "ada_target", "a value of E[sign D(real)] in (0, 1)")
@@ -490,9 +517,13 @@ def equalised_lr_groups(
 def build_stylegan2(
     config: StyleGAN2Config,  # the run's configuration
 ) -> tuple:  # (G, D), on the current default device
-    "G and D of a StyleGAN2 config: 2D, three output channels (a FOM's RGB), unconditional."
-    G = StyleGenerator(config.tile_size, config.z_dim, config.w_dim, 0, config.g_width, config.max_width,
-                       config.mapping_layers, out_channels=3, dims=2, style=config.style)
+    "G and D of a StyleGAN2 config: 2D, unconditional; G draws RGB or the orientation quantities, D reads RGB FOMs."
+    shape = (config.tile_size, config.z_dim, config.w_dim, 0, config.g_width, config.max_width, config.mapping_layers)
+    G = (FOMStyleGenerator(*shape, style=config.style) if config.output == "orientation" else
+         StyleGenerator(*shape, out_channels=3, dims=2, style=config.style))
+    for m in G.modules():
+        if isinstance(m, NoiseInjection):
+            m.gain = config.noise_lr_mul
     D = ResidualDiscriminator(config.tile_size, 0, config.d_width, config.max_width, in_channels=3, dims=2)
     return G, D
 
